@@ -1,0 +1,101 @@
+"""The only module that imports the heavy packages, and only when asked.
+
+`import edgekit` and every `edgekit-<verb> --help` must stay instant, and the
+runtime pieces (the interpreter wrapper, the benchmark harness, `edgekit.lite`)
+must work on a device that has only numpy and ai-edge-litert. So every heavy
+import goes through one of the functions below, each called at the point of use.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import types
+
+
+def _quiet_tensorflow() -> None:
+    # TensorFlow prints pages of CUDA and oneDNN notes on import; they are noise for
+    # our users. Respect a value the user already chose.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@functools.cache
+def tf() -> types.ModuleType:
+    """Returns the `tensorflow` module."""
+    _quiet_tensorflow()
+    import tensorflow
+
+    return tensorflow
+
+
+@functools.cache
+def tf_keras() -> types.ModuleType:
+    """Returns `tf_keras` (Keras 2), the only Keras that TF-MOT accepts.
+
+    Imported explicitly, never through `TF_USE_LEGACY_KERAS`, so the result does not
+    depend on the user's environment.
+    """
+    _quiet_tensorflow()
+    import tf_keras
+
+    return tf_keras
+
+
+@functools.cache
+def tfmot() -> types.ModuleType:
+    """Returns `tensorflow_model_optimization`."""
+    _quiet_tensorflow()
+    tf_keras()  # TF-MOT picks its Keras at import time; make sure tf_keras is there.
+    import tensorflow_model_optimization
+
+    return tensorflow_model_optimization
+
+
+@functools.cache
+def keras3() -> types.ModuleType:
+    """Returns Keras 3 (the `keras` package), used to read Keras 3 model files."""
+    _quiet_tensorflow()
+    import keras
+
+    return keras
+
+
+@functools.cache
+def litert_interpreter() -> types.ModuleType:
+    """Returns the interpreter module: LiteRT's, or TensorFlow's if LiteRT is missing."""
+    try:
+        from ai_edge_litert import interpreter
+    except ImportError:  # pragma: no cover - only on machines without LiteRT
+        _quiet_tensorflow()
+        from tensorflow.lite.python import interpreter
+    return interpreter
+
+
+@functools.cache
+def litert_schema() -> types.ModuleType:
+    """Returns the flatbuffer schema module that ships inside ai-edge-litert."""
+    from ai_edge_litert import schema_py_generated
+
+    return schema_py_generated
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of the stack, for manifests and reports; never imports TensorFlow itself."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for dist in (
+        "edgekit",
+        "tensorflow",
+        "tensorflow-cpu",
+        "tf-keras",
+        "tensorflow-model-optimization",
+        "ai-edge-litert",
+        "keras",
+        "numpy",
+    ):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out

@@ -1,0 +1,64 @@
+"""What every command shares: user errors as one paragraph, exit codes, output."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from absl import app
+
+from edgekit import errors
+
+# Exit status for bad input (the user's to fix); 1 stays for failures such as a
+# check that did not pass, and tracebacks mean a bug in edgekit.
+EXIT_USER_ERROR = 2
+
+
+def run(main: Callable[[Sequence[str]], Any]) -> None:
+    """Runs an absl `main`, turning `UserInputError` into a clean message and exit 2."""
+
+    def guarded(argv: Sequence[str]) -> Any:
+        if len(argv) > 1:
+            raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+        try:
+            return main(argv)
+        except errors.UserInputError as e:
+            print_error(str(e))
+            sys.exit(EXIT_USER_ERROR)
+
+    app.run(guarded)
+
+
+def print_error(message: str) -> None:
+    """Prints a user error as one wrapped paragraph on stderr."""
+    text = textwrap.fill(message, width=100, break_long_words=False, break_on_hyphens=False)
+    print(f"error: {text}", file=sys.stderr)
+
+
+def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+    """Prints a plain aligned table on stdout."""
+    print(format_table(rows, headers))
+
+
+def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2)

@@ -1,0 +1,334 @@
+"""Keras -> `.tflite` in every post-training mode.
+
+Wraps `tf.lite.TFLiteConverter` and closes its usual traps: calibration data is
+checked (shape, dtype, finiteness, emptiness) before the slow part starts and is
+sampled evenly over the data, not just the first N; an op TFLite lacks is named
+in the error together with the flag that allows it; the converter's own warnings
+(printed by C++ to stderr) are captured into the result.
+
+Example:
+    >>> result = edgekit.convert.convert(model, ConvertConfig(mode="int8"), calibration_data=x)
+    >>> result.save("model_int8.tflite")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gzip
+import os
+import pathlib
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from edgekit import _compat, data, errors, io
+from edgekit.config import ConvertConfig, ConvertMode, IOType
+
+# Lines the converter prints on every run; they tell the user nothing.
+_NOISE = (
+    "Ignored output_format",
+    "Ignored drop_control_dependency",
+    "absl::InitializeLog",
+    "cuInit",
+    "cuda",
+    "TF-TRT",
+    "oneDNN",
+    "Statistics for quantized inputs were expected",  # every int8 run; harmless
+    "warnings.warn(",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionResult:
+    """A converted model and how it was made.
+
+    Attributes:
+      tflite_bytes: the flatbuffer.
+      mode: the post-training mode.
+      io_type: dtype of the inputs and outputs.
+      size_bytes / gzip_size_bytes: file size, and size after gzip -9 (what an app
+        download or an OTA update pays; pruned weights compress well).
+      conversion_seconds: wall time of the converter call.
+      converter_settings: the converter attributes that were set.
+      converter_warnings: warnings the converter printed.
+      num_calibration_samples: samples used to calibrate (0 if none).
+    """
+
+    tflite_bytes: bytes
+    mode: ConvertMode
+    io_type: IOType
+    size_bytes: int
+    gzip_size_bytes: int
+    conversion_seconds: float
+    converter_settings: dict[str, Any]
+    converter_warnings: tuple[str, ...]
+    num_calibration_samples: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (without the bytes)."""
+        return {
+            "mode": self.mode.value,
+            "io_type": self.io_type.value,
+            "size_bytes": self.size_bytes,
+            "gzip_size_bytes": self.gzip_size_bytes,
+            "conversion_seconds": round(self.conversion_seconds, 3),
+            "num_calibration_samples": self.num_calibration_samples,
+            "converter_settings": self.converter_settings,
+            "converter_warnings": list(self.converter_warnings),
+        }
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
+        """Writes the `.tflite` file atomically; refuses to overwrite unless asked."""
+        return io.atomic_write_bytes(path, self.tflite_bytes, overwrite=overwrite)
+
+
+def gzip_size(blob: bytes) -> int:
+    """Size of `blob` after gzip at level 9 (mtime fixed, so it is reproducible)."""
+    return len(gzip.compress(blob, compresslevel=9, mtime=0))
+
+
+def model_input_shapes(model: Any) -> list[tuple[int | None, ...]]:
+    """The input shapes (batch first, None for unknown) of a Keras model or SavedModel."""
+    if isinstance(model, io.SavedModelDir):
+        fn = io._load_saved_model_signature(model.path, model.signature)
+        return [tuple(spec.shape.as_list()) for spec in fn.structured_input_signature[1].values()]
+    shapes = model.input_shape
+    if isinstance(shapes, list):
+        return [tuple(s) for s in shapes]
+    if isinstance(shapes, dict):
+        return [tuple(s) for s in shapes.values()]
+    return [tuple(shapes)]
+
+
+def _calibration_set(model: Any, config: ConvertConfig, calibration_data: Any) -> np.ndarray | None:
+    if not config.mode.needs_calibration:
+        return None
+    if calibration_data is None:
+        raise errors.UserInputError(
+            f"Mode {config.mode.value!r} needs calibration data to measure activation ranges. "
+            "Pass --calibration_data=DATA (a .npz/.npy file or image folder; a few hundred "
+            "representative samples), or choose mode 'dynamic' or 'float16', which need none. "
+            + errors.received(mode=config.mode.value, calibration_data=None)
+        )
+    ds = _load_calibration(calibration_data)
+    shapes = model_input_shapes(model)
+    if len(shapes) != 1:
+        raise errors.UserInputError(
+            "Calibration of models with several inputs is not supported yet; convert with mode "
+            "'dynamic' or 'float16'. " + errors.received(num_inputs=len(shapes))
+        )
+    data.check_inputs(ds.x, shapes[0], what="calibration data")
+    if ds.x.dtype.kind != "f":
+        # Integer images are common (uint8 pixels), but the float model was trained on
+        # something else; calibrating on the wrong scale silently ruins int8 accuracy.
+        raise errors.UserInputError(
+            "Calibration data must be float, preprocessed exactly as the model's training "
+            "inputs were (for example scaled to [0, 1]). Convert it with x.astype('float32') "
+            "and the same scaling. " + errors.received(dtype=str(ds.x.dtype))
+        )
+    return data.calibration_samples(ds.x, config.num_calibration_samples).astype(np.float32)
+
+
+def _load_calibration(calibration_data: Any) -> data.Dataset:
+    try:
+        return data.load(calibration_data)
+    except errors.UserInputError as e:
+        message = str(e)
+        if "empty" in message:
+            raise errors.UserInputError(
+                "The calibration set is empty: int8 and int16x8 conversion need a few hundred "
+                "representative samples. " + errors.received(num_samples=0)
+            ) from None
+        raise
+
+
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """Captures what C++ code writes to file descriptor 2 (the converter's log)."""
+    lines: list[str] = []
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines.extend(tmp.read().decode("utf-8", "replace").splitlines())
+
+
+def _warnings_from(lines: list[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for line in lines:
+        text = line.strip()
+        if not text or any(n in text for n in _NOISE):
+            continue
+        if text[:1] in "WE" and re.match(r"^[WE]\d{4} ", text) or "warning" in text.lower():
+            # Drop the glog prefix: "W0000 00:00:17.. 123 file.cc:45] message".
+            text = re.sub(r"^[WE]\d{4} [\d:.]+\s+\d+ [^\]]+\] ", "", text)
+            if text not in out:
+                out.append(text)
+    return tuple(out)
+
+
+def _make_converter(model: Any, workdir: str) -> Any:
+    tf = _compat.tf()
+    if isinstance(model, io.SavedModelDir):
+        return tf.lite.TFLiteConverter.from_saved_model(model.path, signature_keys=[model.signature])
+    if io.is_keras3_model(model):
+        # Keras 3 objects cannot enter the TF1-style Keras path; export a SavedModel
+        # (serving signature) and convert that.
+        path = os.path.join(workdir, "keras3_export")
+        with _captured_stderr():
+            model.export(path, format="tf_saved_model", verbose=False)
+        return tf.lite.TFLiteConverter.from_saved_model(path)
+    return tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def _configure(converter: Any, config: ConvertConfig, calibration: np.ndarray | None) -> dict[str, Any]:
+    tf = _compat.tf()
+    settings: dict[str, Any] = {}
+    builtins = tf.lite.OpsSet.TFLITE_BUILTINS
+    ops = [builtins]
+    optimizations = []
+    mode = config.mode
+    if mode is not ConvertMode.FLOAT32:
+        optimizations.append(tf.lite.Optimize.DEFAULT)
+    if config.sparse_weights:
+        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    if mode is ConvertMode.FLOAT16:
+        converter.target_spec.supported_types = [tf.float16]
+        settings["target_spec.supported_types"] = ["float16"]
+    if mode is ConvertMode.INT8:
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if mode is ConvertMode.INT16X8:
+        ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    if config.allow_select_tf_ops:
+        ops = [*ops, tf.lite.OpsSet.SELECT_TF_OPS]
+        if mode is ConvertMode.INT8:
+            ops.append(builtins)
+    if calibration is not None:
+
+        def representative_dataset() -> Iterator[list[np.ndarray]]:
+            for sample in calibration:
+                yield [sample[None]]
+
+        converter.representative_dataset = representative_dataset
+        settings["representative_dataset"] = f"{len(calibration)} samples spread over the data"
+    if config.io_type is not IOType.FLOAT32:
+        dtype = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16}[config.io_type.value]
+        converter.inference_input_type = dtype
+        converter.inference_output_type = dtype
+        settings["inference_input_type"] = settings["inference_output_type"] = config.io_type.value
+    if not config.per_channel:
+        # No public switch exists; this private attribute has been stable since TF 2.4.
+        converter._experimental_disable_per_channel = True
+        settings["per_channel"] = False
+    converter.optimizations = optimizations
+    converter.target_spec.supported_ops = ops
+    settings["optimizations"] = [o.name for o in optimizations]
+    settings["target_spec.supported_ops"] = [o.name for o in ops]
+    return settings
+
+
+_UNSUPPORTED_OP_PATTERNS = (
+    r"'(tf\.\w+)' op is neither a custom op nor a flex op",
+    r"failed to legalize operation '(tf\.\w+)'",
+    r"Ops that can be supported by the flex runtime[^:]*:\s*\n?\s*(tf\.\w+)",
+    r"\b(tf\.\w+)\s*\{",
+)
+
+
+def _explain_failure(message: str, config: ConvertConfig) -> errors.UserInputError:
+    ops: list[str] = []
+    for pattern in _UNSUPPORTED_OP_PATTERNS:
+        for op in re.findall(pattern, message):
+            if op not in ops:
+                ops.append(op)
+    first = next((ln.strip() for ln in message.splitlines() if "error" in ln.lower()), message[:300])
+    if ops and not config.allow_select_tf_ops:
+        return errors.UserInputError(
+            f"TFLite has no builtin kernel for op(s) {ops}, so the model cannot be converted to "
+            "pure TFLite ops. Rewrite that part of the model with supported ops, or pass "
+            "--allow_select_tf_ops (allow_select_tf_ops=True) to run them as Select TF ops "
+            "(the app then needs the Flex delegate, several MB). "
+            + errors.received(mode=config.mode.value, unsupported_ops=ops)
+        )
+    if config.mode is ConvertMode.INT8 and ("quantiz" in message.lower() or ops):
+        return errors.UserInputError(
+            f"Full-integer conversion failed: {first}. Some ops of this model have no int8 "
+            "kernel; try mode 'int8_float_fallback', which keeps those ops in float. "
+            + errors.received(mode=config.mode.value)
+        )
+    return errors.UserInputError(
+        f"The TFLite converter failed: {first}. " + errors.received(mode=config.mode.value, ops=ops)
+    )
+
+
+def convert(
+    model: Any,
+    config: ConvertConfig | None = None,
+    *,
+    calibration_data: Any = None,
+    custom_objects: dict[str, Any] | None = None,
+    safe_mode: bool = True,
+) -> ConversionResult:
+    """Converts a Keras model (or SavedModel) to a `.tflite` flatbuffer.
+
+    Args:
+      model: a tf_keras or Keras 3 model, a path to one (.keras, .h5, SavedModel
+        directory), or an `io.SavedModelDir`.
+      config: the conversion settings; defaults to float32.
+      calibration_data: any source `edgekit.data.load` accepts; required by the
+        int8, int8_float_fallback and int16x8 modes.
+      custom_objects / safe_mode: passed to `io.load_model` when `model` is a path.
+
+    Returns:
+      A `ConversionResult`.
+
+    Raises:
+      UserInputError: bad model or calibration data (checked before converting), or
+        an op TFLite lacks (named in the message).
+
+    Example:
+        >>> r = convert("model.keras", ConvertConfig(mode="float16"))
+        >>> r.size_bytes
+    """
+    config = config or ConvertConfig()
+    model = io.load_model(model, custom_objects=custom_objects, safe_mode=safe_mode)
+    calibration = _calibration_set(model, config, calibration_data)
+    tf = _compat.tf()
+    with tempfile.TemporaryDirectory(prefix="edgekit-convert-") as workdir:
+        converter = _make_converter(model, workdir)
+        settings = _configure(converter, config, calibration)
+        start = time.perf_counter()
+        with _captured_stderr() as log:
+            try:
+                blob = converter.convert()
+                failure = None
+            except (tf.lite.ConverterError, ValueError, RuntimeError) as e:  # type: ignore[misc]
+                blob, failure = None, str(e)
+        seconds = time.perf_counter() - start
+    if failure is not None:
+        raise _explain_failure(failure + "\n" + "\n".join(log), config) from None
+    return ConversionResult(
+        tflite_bytes=bytes(blob),
+        mode=config.mode,
+        io_type=config.io_type,
+        size_bytes=len(blob),
+        gzip_size_bytes=gzip_size(blob),
+        conversion_seconds=seconds,
+        converter_settings=settings,
+        converter_warnings=_warnings_from(log),
+        num_calibration_samples=0 if calibration is None else len(calibration),
+    )

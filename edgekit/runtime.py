@@ -1,0 +1,306 @@
+"""Run a `.tflite` model from Python: the interpreter wrapper.
+
+Imports with numpy and ai-edge-litert alone (what an edge device has). It hides
+the chores that make hand-written interpreter loops wrong: quantizing float inputs
+with each tensor's scale and zero point, dequantizing outputs, feeding any batch
+size to a model converted with batch 1 or a dynamic batch, and choosing threads
+and XNNPack.
+
+Example:
+    >>> lm = LiteModel("model.tflite", num_threads=2)
+    >>> probs = lm.predict(x_test)          # float32, whatever the model's I/O dtype
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from edgekit import _compat, errors
+
+_INT_RANGES = {
+    np.dtype(np.int8): (-128, 127),
+    np.dtype(np.uint8): (0, 255),
+    np.dtype(np.int16): (-32768, 32767),
+    np.dtype(np.int32): (-(2**31), 2**31 - 1),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a `.tflite` model.
+
+    `shape` is the shape as allocated now; `shape_signature` has -1 for dynamic
+    dimensions. `scale`/`zero_point` are the per-tensor quantization parameters
+    (None for float tensors); per-channel parameters are in `scales`/`zero_points`.
+    """
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    shape_signature: tuple[int, ...]
+    dtype: str
+    scale: float | None
+    zero_point: int | None
+    scales: tuple[float, ...] = ()
+    zero_points: tuple[int, ...] = ()
+    quantized_dimension: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale is not None
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return len(self.shape_signature) > 0 and self.shape_signature[0] == -1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["shape"] = list(self.shape)
+        d["shape_signature"] = list(self.shape_signature)
+        d["scales"] = list(self.scales)
+        d["zero_points"] = list(self.zero_points)
+        return d
+
+    @classmethod
+    def from_details(cls, detail: Mapping[str, Any]) -> TensorSpec:
+        qp = detail.get("quantization_parameters") or {}
+        scales = tuple(float(s) for s in qp.get("scales", ()))
+        zps = tuple(int(z) for z in qp.get("zero_points", ()))
+        scale, zp = detail.get("quantization", (0.0, 0))
+        quantized = bool(scales) and float(scale) != 0.0
+        return cls(
+            name=str(detail["name"]),
+            index=int(detail["index"]),
+            shape=tuple(int(d) for d in detail["shape"]),
+            shape_signature=tuple(int(d) for d in detail.get("shape_signature", detail["shape"])),
+            dtype=np.dtype(detail["dtype"]).name,
+            scale=float(scale) if quantized else None,
+            zero_point=int(zp) if quantized else None,
+            scales=scales,
+            zero_points=zps,
+            quantized_dimension=int(qp.get("quantized_dimension", 0)),
+        )
+
+
+def read_model_bytes(model: str | os.PathLike | bytes) -> bytes:
+    """Returns the bytes of a `.tflite` model given as a path or bytes, checking the identifier."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        data = bytes(model)
+        where = "the given bytes"
+    else:
+        p = pathlib.Path(model)
+        if not p.is_file():
+            raise errors.UserInputError(
+                f"No .tflite file at {str(p)!r}. Check the path. " + errors.received(model=str(p))
+            )
+        data = p.read_bytes()
+        where = repr(str(p))
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise errors.UserInputError(
+            f"{where} is not a TFLite flatbuffer (the file identifier 'TFL3' is missing; "
+            f"{len(data)} bytes). Pass a .tflite file made by the TFLite converter or "
+            "edgekit-convert. " + errors.received(model=where if len(where) < 200 else "<bytes>")
+        )
+    return data
+
+
+def _maybe_validate(data: bytes) -> None:
+    """Runs edgekit's structural checks of untrusted flatbuffers, where available."""
+    try:
+        from edgekit.lite import validate as _validate
+    except ImportError:  # pragma: no cover - the validator ships with edgekit
+        return
+    check = getattr(_validate, "check_model_bytes", None)
+    if check is not None:
+        check(data)
+
+
+class LiteModel:
+    """A `.tflite` model ready to run, with quantization handled for the caller.
+
+    Args:
+      model: path to a `.tflite` file, or its bytes.
+      num_threads: interpreter threads; None lets the runtime choose.
+      use_xnnpack: apply the XNNPack delegate (the default CPU path); False runs the
+        builtin reference/optimized kernels only.
+      validate: run edgekit's structural checks on the bytes before the interpreter
+        sees them (for files from outside).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | bytes,
+        *,
+        num_threads: int | None = None,
+        use_xnnpack: bool = True,
+        validate: bool = True,
+    ) -> None:
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise errors.UserInputError(
+                "num_threads must be a whole number >= 1 (or None for the runtime default). "
+                + errors.received(num_threads=num_threads)
+            )
+        self.model_bytes = read_model_bytes(model)
+        if validate:
+            _maybe_validate(self.model_bytes)
+        self.num_threads = num_threads
+        self.use_xnnpack = use_xnnpack
+        interp_mod = _compat.litert_interpreter()
+        kwargs: dict[str, Any] = {"model_content": self.model_bytes}
+        if num_threads is not None:
+            kwargs["num_threads"] = num_threads
+        if not use_xnnpack:
+            kwargs["experimental_op_resolver_type"] = (
+                interp_mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            )
+        try:
+            self.interpreter = interp_mod.Interpreter(**kwargs)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise errors.UserInputError(
+                f"The interpreter could not load this model: {e}. If the model needs Select TF "
+                "ops (Flex) or custom ops, the runtime must be built with them. "
+                + errors.received(model_size_bytes=len(self.model_bytes))
+            ) from None
+        self._batch = None
+        self._refresh_specs()
+
+    def _refresh_specs(self) -> None:
+        self.inputs = [TensorSpec.from_details(d) for d in self.interpreter.get_input_details()]
+        self.outputs = [TensorSpec.from_details(d) for d in self.interpreter.get_output_details()]
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return all(s.dynamic_batch for s in self.inputs)
+
+    def io_spec(self) -> dict[str, list[dict[str, Any]]]:
+        """Inputs and outputs with shapes, dtypes and quantization, JSON-ready."""
+        return {
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+        }
+
+    # -- conversions ---------------------------------------------------------
+
+    @staticmethod
+    def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+        """Maps float values to the input tensor's dtype with its scale and zero point."""
+        dtype = np.dtype(spec.dtype)
+        x = np.asarray(x)
+        if x.dtype == dtype:
+            return x
+        if spec.quantized and dtype.kind in "iu" and x.dtype.kind == "f":
+            lo, hi = _INT_RANGES[dtype]
+            q = np.round(x / spec.scale + spec.zero_point)
+            return np.clip(q, lo, hi).astype(dtype)
+        return x.astype(dtype)
+
+    @staticmethod
+    def dequantize(y: np.ndarray, spec: TensorSpec) -> np.ndarray:
+        """Maps an output tensor's values back to float32."""
+        if spec.quantized and y.dtype.kind in "iu":
+            return ((y.astype(np.float32) - spec.zero_point) * spec.scale).astype(np.float32)
+        return y.astype(np.float32) if y.dtype.kind == "f" else y
+
+    # -- running -------------------------------------------------------------
+
+    def _as_input_list(self, x: Any) -> list[np.ndarray]:
+        if isinstance(x, Mapping):
+            try:
+                arrays = [np.asarray(x[s.name]) for s in self.inputs]
+            except KeyError as e:
+                raise errors.UserInputError(
+                    f"Missing input {e}; the model's inputs are {[s.name for s in self.inputs]}. "
+                    + errors.received(keys=sorted(x))
+                ) from None
+        elif isinstance(x, Sequence) and not isinstance(x, np.ndarray) and len(self.inputs) > 1:
+            arrays = [np.asarray(a) for a in x]
+        else:
+            arrays = [np.asarray(x)]
+        if len(arrays) != len(self.inputs):
+            raise errors.UserInputError(
+                f"The model takes {len(self.inputs)} input(s); got {len(arrays)}. "
+                + errors.received(num_inputs=len(arrays))
+            )
+        n = None
+        for a, spec in zip(arrays, self.inputs, strict=True):
+            sample = spec.shape_signature[1:] if len(spec.shape_signature) else ()
+            ok = a.ndim == len(spec.shape_signature) and all(
+                want in (-1, got) for want, got in zip(sample, a.shape[1:], strict=True)
+            )
+            if not ok:
+                raise errors.UserInputError(
+                    f"Input {spec.name!r} expects a batch of shape "
+                    f"{[None if d == -1 else d for d in spec.shape_signature]} (first dimension "
+                    "is the batch); the data does not fit. Reshape the data or check that it "
+                    "belongs to this model. " + errors.received(shape=list(a.shape), dtype=str(a.dtype))
+                )
+            if a.dtype.kind not in "fiub":
+                raise errors.UserInputError(
+                    f"Input {spec.name!r} expects numbers ({spec.dtype}). "
+                    + errors.received(dtype=str(a.dtype))
+                )
+            if n is not None and a.shape[0] != n:
+                raise errors.UserInputError(
+                    "All inputs must have the same number of samples. "
+                    + errors.received(sizes=[b.shape[0] for b in arrays])
+                )
+            n = a.shape[0]
+        return arrays
+
+    def _resize(self, batch: int) -> None:
+        if self._batch == batch:
+            return
+        for spec in self.inputs:
+            self.interpreter.resize_tensor_input(spec.index, [batch, *spec.shape_signature[1:]], strict=True)
+        self.interpreter.allocate_tensors()
+        self._batch = batch
+        self._refresh_specs()
+
+    def invoke(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Runs one invoke on arrays already in the input dtypes and allocated shapes."""
+        for spec, a in zip(self.inputs, feeds, strict=True):
+            self.interpreter.set_tensor(spec.index, a)
+        self.interpreter.invoke()
+        return [self.interpreter.get_tensor(spec.index) for spec in self.outputs]
+
+    def predict(
+        self, x: Any, *, batch_size: int = 64, dequantize: bool = True
+    ) -> np.ndarray | list[np.ndarray]:
+        """Runs the model on a batch of samples of any size.
+
+        Args:
+          x: an array (one input), a list of arrays (several), or a dict by input name.
+            Float data is quantized for integer inputs; integer data in the input's
+            dtype is passed through.
+          batch_size: samples per invoke when the model has a dynamic batch dimension;
+            models converted with a fixed batch run one batch of that size at a time.
+          dequantize: return float32 outputs (True) or the raw output dtype.
+
+        Returns:
+          One array for a single-output model, else a list in output order.
+        """
+        arrays = self._as_input_list(x)
+        n = arrays[0].shape[0]
+        step = batch_size if self.dynamic_batch else max(1, self.inputs[0].shape_signature[0])
+        results: list[list[np.ndarray]] = [[] for _ in self.outputs]
+        for start in range(0, n, step):
+            chunk = [a[start : start + step] for a in arrays]
+            size = chunk[0].shape[0]
+            if self.dynamic_batch:
+                self._resize(size)
+            elif size != step:  # pad the last partial batch of a fixed-batch model
+                chunk = [np.concatenate([c, np.repeat(c[-1:], step - size, 0)]) for c in chunk]
+            feeds = [self.quantize(c, spec) for c, spec in zip(chunk, self.inputs, strict=True)]
+            outs = self.invoke(feeds)
+            for i, (y, spec) in enumerate(zip(outs, self.outputs, strict=True)):
+                y = y[:size]
+                results[i].append(self.dequantize(y, spec) if dequantize else y.copy())
+        merged = [np.concatenate(r) if r else np.zeros((0,)) for r in results]
+        return merged[0] if len(merged) == 1 else merged
