@@ -8,23 +8,66 @@ import goes through one of the functions below, each called at the point of use.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import sys
+import tempfile
 import types
+from collections.abc import Iterator
 
 
 def _quiet_tensorflow() -> None:
-    # TensorFlow prints pages of CUDA and oneDNN notes on import; they are noise for
-    # our users. Respect a value the user already chose.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow prints pages of CUDA and oneDNN notes on import (level 2 still lets
+    # its early INFO lines through); they are noise for our users. Set
+    # TF_CPP_MIN_LOG_LEVEL=0 to see them: a value the user chose is respected.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+# What TensorFlow's C++ side prints on import and device set-up whatever
+# TF_CPP_MIN_LOG_LEVEL says (absl logs them before its own initialisation).
+_IMPORT_NOISE = (
+    "All log messages before absl::InitializeLog()",
+    "oneDNN custom operations are on",
+    "Could not find cuda drivers",
+    "failed call to cuInit",
+    "Unable to register cu",
+    "TF-TRT Warning",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "To enable the following instructions",
+    "rebuild TensorFlow with the appropriate compiler flags",
+)
+
+
+@contextlib.contextmanager
+def _filtered_stderr() -> Iterator[None]:
+    """Drops TensorFlow's import-time noise from file descriptor 2; keeps everything else."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not any(noise in line for noise in _IMPORT_NOISE):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 @functools.cache
 def tf() -> types.ModuleType:
     """Returns the `tensorflow` module."""
     _quiet_tensorflow()
-    import tensorflow
+    with _filtered_stderr():
+        import tensorflow
 
+        # Device discovery prints its own CUDA notes; do it while filtering.
+        tensorflow.config.list_physical_devices()
     return tensorflow
 
 
@@ -35,7 +78,7 @@ def tf_keras() -> types.ModuleType:
     Imported explicitly, never through `TF_USE_LEGACY_KERAS`, so the result does not
     depend on the user's environment.
     """
-    _quiet_tensorflow()
+    tf()
     import tf_keras
 
     return tf_keras
@@ -44,7 +87,6 @@ def tf_keras() -> types.ModuleType:
 @functools.cache
 def tfmot() -> types.ModuleType:
     """Returns `tensorflow_model_optimization`."""
-    _quiet_tensorflow()
     tf_keras()  # TF-MOT picks its Keras at import time; make sure tf_keras is there.
     import tensorflow_model_optimization
 
@@ -54,7 +96,7 @@ def tfmot() -> types.ModuleType:
 @functools.cache
 def keras3() -> types.ModuleType:
     """Returns Keras 3 (the `keras` package), used to read Keras 3 model files."""
-    _quiet_tensorflow()
+    tf()
     import keras
 
     return keras

@@ -244,12 +244,14 @@ class EvaluateConfig(_Config):
             batch_size=self.batch_size,
         )
         _check(
-            self.max_samples is None or (isinstance(self.max_samples, int) and self.max_samples >= 1),
+            self.max_samples is None
+            or (isinstance(self.max_samples, int) and self.max_samples >= 1),
             "max_samples must be None (all samples) or a whole number >= 1.",
             max_samples=self.max_samples,
         )
         _check(
-            self.num_threads is None or (isinstance(self.num_threads, int) and self.num_threads >= 1),
+            self.num_threads is None
+            or (isinstance(self.num_threads, int) and self.num_threads >= 1),
             "num_threads must be None (runtime default) or a whole number >= 1.",
             num_threads=self.num_threads,
         )

@@ -181,10 +181,20 @@ def _warnings_from(lines: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _converter_error() -> type[Exception]:
+    # tf.lite.ConverterError is not exported in every TF 2.x; the class lives here.
+    _compat.tf()
+    from tensorflow.lite.python.convert_phase import ConverterError
+
+    return ConverterError
+
+
 def _make_converter(model: Any, workdir: str) -> Any:
     tf = _compat.tf()
     if isinstance(model, io.SavedModelDir):
-        return tf.lite.TFLiteConverter.from_saved_model(model.path, signature_keys=[model.signature])
+        return tf.lite.TFLiteConverter.from_saved_model(
+            model.path, signature_keys=[model.signature]
+        )
     if io.is_keras3_model(model):
         # Keras 3 objects cannot enter the TF1-style Keras path; export a SavedModel
         # (serving signature) and convert that.
@@ -195,7 +205,9 @@ def _make_converter(model: Any, workdir: str) -> Any:
     return tf.lite.TFLiteConverter.from_keras_model(model)
 
 
-def _configure(converter: Any, config: ConvertConfig, calibration: np.ndarray | None) -> dict[str, Any]:
+def _configure(
+    converter: Any, config: ConvertConfig, calibration: np.ndarray | None
+) -> dict[str, Any]:
     tf = _compat.tf()
     settings: dict[str, Any] = {}
     builtins = tf.lite.OpsSet.TFLITE_BUILTINS
@@ -255,7 +267,9 @@ def _explain_failure(message: str, config: ConvertConfig) -> errors.UserInputErr
         for op in re.findall(pattern, message):
             if op not in ops:
                 ops.append(op)
-    first = next((ln.strip() for ln in message.splitlines() if "error" in ln.lower()), message[:300])
+    first = next(
+        (ln.strip() for ln in message.splitlines() if "error" in ln.lower()), message[:300]
+    )
     if ops and not config.allow_select_tf_ops:
         return errors.UserInputError(
             f"TFLite has no builtin kernel for op(s) {ops}, so the model cannot be converted to "
@@ -307,7 +321,6 @@ def convert(
     config = config or ConvertConfig()
     model = io.load_model(model, custom_objects=custom_objects, safe_mode=safe_mode)
     calibration = _calibration_set(model, config, calibration_data)
-    tf = _compat.tf()
     with tempfile.TemporaryDirectory(prefix="edgekit-convert-") as workdir:
         converter = _make_converter(model, workdir)
         settings = _configure(converter, config, calibration)
@@ -316,7 +329,7 @@ def convert(
             try:
                 blob = converter.convert()
                 failure = None
-            except (tf.lite.ConverterError, ValueError, RuntimeError) as e:  # type: ignore[misc]
+            except (_converter_error(), ValueError, RuntimeError) as e:
                 blob, failure = None, str(e)
         seconds = time.perf_counter() - start
     if failure is not None:

@@ -43,7 +43,10 @@ class Dataset:
 
     def take(self, indices: np.ndarray) -> Dataset:
         return Dataset(
-            self.x[indices], None if self.y is None else self.y[indices], self.source, self.class_names
+            self.x[indices],
+            None if self.y is None else self.y[indices],
+            self.source,
+            self.class_names,
         )
 
 
@@ -106,7 +109,8 @@ def _load(source: Any, *, max_samples: int | None, image_size: tuple[int, int] |
         return _from_batches(iter(source), "a generator", max_samples)
     raise errors.UserInputError(
         "Unsupported data source: expected a .npz/.npy path, an image folder, a tf.data.Dataset, "
-        "a numpy array, an (x, y) tuple or a generator. " + errors.received(data=type(source).__name__)
+        "a numpy array, an (x, y) tuple or a generator. "
+        + errors.received(data=type(source).__name__)
     )
 
 
@@ -215,7 +219,8 @@ def _load_image_folder(path: pathlib.Path, *, image_size: tuple[int, int] | None
     if len({x.shape for x in xs}) > 1:
         raise errors.UserInputError(
             f"The images in {str(path)!r} have different sizes; pass image_size=(height, width) "
-            "(--image_size) to resize them. " + errors.received(shapes=sorted({x.shape for x in xs}))
+            "(--image_size) to resize them. "
+            + errors.received(shapes=sorted({x.shape for x in xs}))
         )
     return Dataset(np.stack(xs), np.asarray(ys, np.int64), repr(str(path)), tuple(classes))
 
@@ -235,7 +240,9 @@ def check_inputs(x: np.ndarray, input_shape: tuple[int | None, ...], *, what: st
     """
     x = np.asarray(x)
     want = [None if d is None or d == -1 else int(d) for d in input_shape]
-    if x.ndim != len(want) or any(w is not None and w != g for w, g in zip(want[1:], x.shape[1:], strict=False)):
+    if x.ndim != len(want) or any(
+        w is not None and w != g for w, g in zip(want[1:], x.shape[1:], strict=False)
+    ):
         raise errors.UserInputError(
             f"The {what} does not fit the model: the model takes batches of shape {want} "
             f"(None = any size). Check that the data belongs to this model. "
@@ -243,7 +250,8 @@ def check_inputs(x: np.ndarray, input_shape: tuple[int | None, ...], *, what: st
         )
     if x.dtype.kind not in "fiub":
         raise errors.UserInputError(
-            f"The {what} must be numeric (float or integer arrays). " + errors.received(dtype=str(x.dtype))
+            f"The {what} must be numeric (float or integer arrays). "
+            + errors.received(dtype=str(x.dtype))
         )
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         bad = int(np.sum(~np.isfinite(x)))

@@ -95,12 +95,15 @@ def parity(outputs: np.ndarray, reference: np.ndarray) -> ParityResult:
     if a.shape != b.shape:
         raise errors.UserInputError(
             "The .tflite model and the reference produce outputs of different shapes, so they "
-            "are not the same model. " + errors.received(tflite_shape=list(a.shape), reference_shape=list(b.shape))
+            "are not the same model. "
+            + errors.received(tflite_shape=list(a.shape), reference_shape=list(b.shape))
         )
     diff = a - b
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     dots = np.sum(a * b, axis=1)
-    cos = np.where(norms > 0, dots / np.maximum(norms, 1e-30), np.where(np.all(diff == 0, axis=1), 1.0, 0.0))
+    cos = np.where(
+        norms > 0, dots / np.maximum(norms, 1e-30), np.where(np.all(diff == 0, axis=1), 1.0, 0.0)
+    )
     return ParityResult(
         max_abs_error=float(np.max(np.abs(diff))) if diff.size else 0.0,
         mse=float(np.mean(diff**2)) if diff.size else 0.0,
@@ -116,7 +119,10 @@ def predict_reference(reference: Any, x: np.ndarray, *, batch_size: int = 256) -
         return np.concatenate(
             [reference.predict(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         )
-    outs = [np.asarray(reference(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    outs = [
+        np.asarray(reference(x[i : i + batch_size], training=False))
+        for i in range(0, len(x), batch_size)
+    ]
     return np.concatenate(outs)
 
 
@@ -145,7 +151,11 @@ def evaluate(
       An `EvaluationResult`.
     """
     config = config or EvaluateConfig()
-    lite = model if isinstance(model, runtime.LiteModel) else runtime.LiteModel(model, num_threads=config.num_threads)
+    lite = (
+        model
+        if isinstance(model, runtime.LiteModel)
+        else runtime.LiteModel(model, num_threads=config.num_threads)
+    )
     ds = data.load(eval_data, max_samples=config.max_samples)
     if len(lite.inputs) == 1:
         spec = lite.inputs[0]
@@ -248,7 +258,9 @@ def layer_quantization_error(
     return out
 
 
-def save_layer_errors_csv(rows: list[dict[str, Any]], path: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
+def save_layer_errors_csv(
+    rows: list[dict[str, Any]], path: str | os.PathLike, *, overwrite: bool = False
+) -> pathlib.Path:
     """Writes per-layer quantization errors as CSV, atomically."""
     buf = _io.StringIO()
     if rows:

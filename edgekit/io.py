@@ -46,7 +46,7 @@ class SavedModelDir:
     def predict(self, x: Any) -> Any:
         tf = _compat.tf()
         fn = _load_saved_model_signature(self.path, self.signature)
-        (arg_name, spec), = fn.structured_input_signature[1].items()
+        ((arg_name, spec),) = fn.structured_input_signature[1].items()
         out = fn(**{arg_name: tf.constant(x, dtype=spec.dtype)})
         (value,) = out.values() if len(out) == 1 else (list(out.values())[0],)
         return value.numpy()
@@ -69,7 +69,9 @@ def _load_saved_model_signature(path: str, signature: str) -> Any:
 # Writing files
 
 
-def check_output_path(path: PathLike, *, overwrite: bool = False, what: str = "output") -> pathlib.Path:
+def check_output_path(
+    path: PathLike, *, overwrite: bool = False, what: str = "output"
+) -> pathlib.Path:
     """Checks, before any long work, that `path` may be written.
 
     Raises:
@@ -145,7 +147,9 @@ def atomic_write_text(path: PathLike, text: str, *, overwrite: bool = False) -> 
 
 def write_json(path: PathLike, obj: Any, *, overwrite: bool = False) -> pathlib.Path:
     """Writes `obj` as indented JSON, atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n", overwrite=overwrite)
+    return atomic_write_text(
+        path, json.dumps(obj, indent=2, sort_keys=False) + "\n", overwrite=overwrite
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -232,9 +236,11 @@ def _read_config(path: pathlib.Path, fmt: str) -> tuple[Any, str | None]:
         # keras_metadata.pb holds JSON strings inside a proto; a byte scan for the
         # Lambda class is enough to decide safety without parsing it.
         raw = meta.read_bytes()
-        config = [{"class_name": "Lambda", "config": {"name": "<in SavedModel>"}}] if (
-            b'"class_name": "Lambda"' in raw
-        ) else None
+        config = (
+            [{"class_name": "Lambda", "config": {"name": "<in SavedModel>"}}]
+            if (b'"class_name": "Lambda"' in raw)
+            else None
+        )
         return config, "2"
     return None, None
 
@@ -264,7 +270,11 @@ def load_model(
         or a Lambda layer in safe mode.
     """
     if not isinstance(source, (str, os.PathLike)):
-        if is_tf_keras_model(source) or is_keras3_model(source) or isinstance(source, SavedModelDir):
+        if (
+            is_tf_keras_model(source)
+            or is_keras3_model(source)
+            or isinstance(source, SavedModelDir)
+        ):
             return source
         raise errors.UserInputError(
             "Expected a Keras model (tf_keras or Keras 3) or a path to one. "
@@ -341,7 +351,12 @@ def is_keras3_model(obj: Any) -> bool:
     import sys
 
     mod = sys.modules.get("keras")
-    return mod is not None and hasattr(mod, "Model") and isinstance(obj, mod.Model) and not is_tf_keras_model(obj)
+    return (
+        mod is not None
+        and hasattr(mod, "Model")
+        and isinstance(obj, mod.Model)
+        and not is_tf_keras_model(obj)
+    )
 
 
 def require_tf_keras(model: Any, *, what: str) -> Any:

@@ -239,7 +239,8 @@ class LiteModel:
                     f"Input {spec.name!r} expects a batch of shape "
                     f"{[None if d == -1 else d for d in spec.shape_signature]} (first dimension "
                     "is the batch); the data does not fit. Reshape the data or check that it "
-                    "belongs to this model. " + errors.received(shape=list(a.shape), dtype=str(a.dtype))
+                    "belongs to this model. "
+                    + errors.received(shape=list(a.shape), dtype=str(a.dtype))
                 )
             if a.dtype.kind not in "fiub":
                 raise errors.UserInputError(
@@ -258,7 +259,9 @@ class LiteModel:
         if self._batch == batch:
             return
         for spec in self.inputs:
-            self.interpreter.resize_tensor_input(spec.index, [batch, *spec.shape_signature[1:]], strict=True)
+            self.interpreter.resize_tensor_input(
+                spec.index, [batch, *spec.shape_signature[1:]], strict=True
+            )
         self.interpreter.allocate_tensors()
         self._batch = batch
         self._refresh_specs()

@@ -1,4 +1,4 @@
-"""edgekit-convert: convert a Keras model to .tflite in any post-training mode.
+r"""edgekit-convert: convert a Keras model to .tflite in any post-training mode.
 
     edgekit-convert --model=model.keras --mode=int8 --calibration_data=train.npz \
         --output=model_int8.tflite [--io_type=int8] [--json=report.json]
@@ -17,34 +17,49 @@ from edgekit.cli import _common
 from edgekit.config import ConvertMode, IOType
 
 _MODEL = flags.DEFINE_string("model", None, "Keras model: .keras, .h5 or a SavedModel directory.")
-_MODE = flags.DEFINE_enum(
-    "mode", "float32", [m.value for m in ConvertMode], "Post-training mode."
-)
+_MODE = flags.DEFINE_enum("mode", "float32", [m.value for m in ConvertMode], "Post-training mode.")
 _IO_TYPE = flags.DEFINE_enum(
-    "io_type", "float32", [t.value for t in IOType],
+    "io_type",
+    "float32",
+    [t.value for t in IOType],
     "Input/output dtype: int8/uint8 with --mode=int8, int16 with --mode=int16x8.",
 )
 _CALIBRATION = flags.DEFINE_string(
-    "calibration_data", None, "Calibration data (.npz with x, .npy, or image folder); needed by int8 modes."
+    "calibration_data",
+    None,
+    "Calibration data (.npz with x, .npy, or image folder); needed by int8 modes.",
 )
 _NUM_CALIBRATION = flags.DEFINE_integer(
-    "num_calibration_samples", 300, "Calibration samples, spread evenly over the data.", lower_bound=1
+    "num_calibration_samples",
+    300,
+    "Calibration samples, spread evenly over the data.",
+    lower_bound=1,
 )
-_PER_CHANNEL = flags.DEFINE_bool("per_channel", True, "Per-channel weight scales (False: per-tensor, smaller).")
-_SPARSE = flags.DEFINE_bool("sparse_weights", False, "Store sparse weights with TFLite's sparse encoding.")
+_PER_CHANNEL = flags.DEFINE_bool(
+    "per_channel", True, "Per-channel weight scales (False: per-tensor, smaller)."
+)
+_SPARSE = flags.DEFINE_bool(
+    "sparse_weights", False, "Store sparse weights with TFLite's sparse encoding."
+)
 _SELECT_TF_OPS = flags.DEFINE_bool(
     "allow_select_tf_ops", False, "Allow Select TF ops (needs the Flex delegate on the device)."
 )
 _ALLOW_UNSAFE = flags.DEFINE_bool(
-    "allow_unsafe_deserialization", False, "Load models with Lambda layers (runs code from the file)."
+    "allow_unsafe_deserialization",
+    False,
+    "Load models with Lambda layers (runs code from the file).",
 )
 _OUTPUT = flags.DEFINE_string("output", None, "Where to write the .tflite file.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace outputs that already exist.")
 _JSON = flags.DEFINE_string("json", None, "Also write a JSON report here.")
 _EXAMPLE = flags.DEFINE_bool(
-    "example", False, "Train the bundled example, convert it in every mode, evaluate each, print a table."
+    "example",
+    False,
+    "Train the bundled example, convert it in every mode, evaluate each, print a table.",
 )
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "With --example: folder for the data, model and .tflite files.")
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "With --example: folder for the data, model and .tflite files."
+)
 
 
 def _run_example() -> None:
@@ -65,7 +80,12 @@ def _run_example() -> None:
 
     (x_train, _), (x_test, y_test) = load_digits()
     rows = showcase.convert_all_modes(
-        written["model"], x_train, x_test, y_test, output_dir=_OUTPUT_DIR.value, overwrite=_OVERWRITE.value
+        written["model"],
+        x_train,
+        x_test,
+        y_test,
+        output_dir=_OUTPUT_DIR.value,
+        overwrite=_OVERWRITE.value,
     )
     print(f"\nEvery mode on {len(x_test)} test images (parity = .tflite vs the Keras model):\n")
     _common.print_table(showcase.table_rows(rows), showcase.TABLE_HEADERS)
@@ -113,7 +133,11 @@ def main(argv: Sequence[str]) -> None:
     print(
         f"Wrote {_OUTPUT.value}: mode {config.mode.value}, {result.size_bytes:,} bytes "
         f"({result.gzip_size_bytes:,} gzipped), converted in {result.conversion_seconds:.1f} s"
-        + (f" with {result.num_calibration_samples} calibration samples" if result.num_calibration_samples else "")
+        + (
+            f" with {result.num_calibration_samples} calibration samples"
+            if result.num_calibration_samples
+            else ""
+        )
         + "."
     )
     for warning in result.converter_warnings:

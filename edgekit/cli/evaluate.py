@@ -1,4 +1,4 @@
-"""edgekit-evaluate: accuracy of a .tflite model, and parity with its Keras model.
+r"""edgekit-evaluate: accuracy of a .tflite model, and parity with its Keras model.
 
     edgekit-evaluate --model=model_int8.tflite --data=test.npz \
         [--reference=model.keras] [--json=report.json] \
@@ -15,18 +15,29 @@ from edgekit import errors
 from edgekit.cli import _common
 
 _MODEL = flags.DEFINE_string("model", None, "The .tflite model to evaluate.")
-_DATA = flags.DEFINE_string("data", None, "Evaluation data: .npz (x, y), .npy (x) or an image folder.")
-_REFERENCE = flags.DEFINE_string("reference", None, "The Keras model it came from, for parity figures.")
+_DATA = flags.DEFINE_string(
+    "data", None, "Evaluation data: .npz (x, y), .npy (x) or an image folder."
+)
+_REFERENCE = flags.DEFINE_string(
+    "reference", None, "The Keras model it came from, for parity figures."
+)
 _TOP_K = flags.DEFINE_list("top_k", ["1", "5"], "k values of top-k accuracy.")
-_BATCH = flags.DEFINE_integer("batch_size", 64, "Samples per invoke (dynamic-batch models).", lower_bound=1)
-_MAX_SAMPLES = flags.DEFINE_integer("max_samples", None, "Evaluate at most this many samples.", lower_bound=1)
+_BATCH = flags.DEFINE_integer(
+    "batch_size", 64, "Samples per invoke (dynamic-batch models).", lower_bound=1
+)
+_MAX_SAMPLES = flags.DEFINE_integer(
+    "max_samples", None, "Evaluate at most this many samples.", lower_bound=1
+)
 _THREADS = flags.DEFINE_integer("num_threads", None, "Interpreter threads.", lower_bound=1)
 _QDEBUG = flags.DEFINE_string(
-    "quant_debug_csv", None,
+    "quant_debug_csv",
+    None,
     "Write per-layer quantization error (TensorFlow's quantization debugger) to this CSV; "
     "needs --reference and --calibration_data.",
 )
-_CALIBRATION = flags.DEFINE_string("calibration_data", None, "Calibration data for --quant_debug_csv.")
+_CALIBRATION = flags.DEFINE_string(
+    "calibration_data", None, "Calibration data for --quant_debug_csv."
+)
 _ALLOW_UNSAFE = flags.DEFINE_bool(
     "allow_unsafe_deserialization", False, "Load reference models with Lambda layers."
 )
@@ -43,10 +54,14 @@ def main(argv: Sequence[str]) -> None:
         top_k = tuple(int(k) for k in _TOP_K.value)
     except ValueError:
         raise errors.UserInputError(
-            "--top_k takes whole numbers, for example --top_k=1,5. " + errors.received(top_k=_TOP_K.value)
+            "--top_k takes whole numbers, for example --top_k=1,5. "
+            + errors.received(top_k=_TOP_K.value)
         ) from None
     config = EvaluateConfig(
-        top_k=top_k, batch_size=_BATCH.value, max_samples=_MAX_SAMPLES.value, num_threads=_THREADS.value
+        top_k=top_k,
+        batch_size=_BATCH.value,
+        max_samples=_MAX_SAMPLES.value,
+        num_threads=_THREADS.value,
     )
     if _QDEBUG.value and not (_REFERENCE.value and _CALIBRATION.value):
         raise errors.UserInputError(
@@ -58,7 +73,10 @@ def main(argv: Sequence[str]) -> None:
         if path:
             io.check_output_path(path, overwrite=_OVERWRITE.value, what=what)
     result = evaluate.evaluate(
-        _MODEL.value, _DATA.value, config=config, reference=_REFERENCE.value,
+        _MODEL.value,
+        _DATA.value,
+        config=config,
+        reference=_REFERENCE.value,
         safe_mode=not _ALLOW_UNSAFE.value,
     )
     report = {"model": _MODEL.value, "data": _DATA.value, **result.to_dict()}

@@ -14,7 +14,9 @@ from absl import flags
 
 from edgekit.cli import _common
 
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder to write train.npz, test.npz and model.keras into.")
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "Folder to write train.npz, test.npz and model.keras into."
+)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace files that already exist.")
 
 
@@ -26,9 +28,9 @@ def main(argv: Sequence[str]) -> None:
     info = out["training"]
     print(
         f"Trained the example model ({info['params']:,} parameters) in {info['train_seconds']} s: "
-        f"test accuracy {100 * info['test_accuracy']:.2f}% on {359} held-out images."
+        f"test accuracy {100 * info['test_accuracy']:.2f}% on the 359 held-out test images."
     )
-    for name, path in out["paths"].items():
+    for path in out["paths"].values():
         print(f"  wrote {path}")
 
 

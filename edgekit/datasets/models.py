@@ -171,7 +171,9 @@ def example_model(*, width: float = 1.0, seed: int = 0) -> tuple[Any, dict[str, 
     """
     from edgekit import __version__, io
 
-    key = json.dumps({"v": __version__, "w": width, "s": seed, "t": EXAMPLE_TRAINING}, sort_keys=True)
+    key = json.dumps(
+        {"v": __version__, "w": width, "s": seed, "t": EXAMPLE_TRAINING}, sort_keys=True
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     folder = _cache_dir()
     path = folder / f"example-{digest}.keras"

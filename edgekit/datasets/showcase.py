@@ -72,7 +72,7 @@ def convert_all_modes(
 
     rows: list[dict[str, Any]] = []
     float_size = None
-    for name, cfg in modes:
+    for name, _ in modes:
         if output_dir is not None:
             io.check_output_path(pathlib.Path(output_dir) / f"{name}.tflite", overwrite=overwrite)
     for name, cfg in modes:
@@ -82,7 +82,9 @@ def convert_all_modes(
             float_size = (result.size_bytes, result.gzip_size_bytes)
         path = None
         if output_dir is not None:
-            path = str(result.save(pathlib.Path(output_dir) / f"{name}.tflite", overwrite=overwrite))
+            path = str(
+                result.save(pathlib.Path(output_dir) / f"{name}.tflite", overwrite=overwrite)
+            )
         par = ev.parity
         if par is None:  # pragma: no cover - a reference was given above
             raise RuntimeError("parity missing although a reference model was given")
@@ -94,8 +96,12 @@ def convert_all_modes(
                 "per_channel": cfg.per_channel,
                 "size_bytes": result.size_bytes,
                 "gzip_size_bytes": result.gzip_size_bytes,
-                "size_vs_float32": None if float_size is None else result.size_bytes / float_size[0],
-                "gzip_vs_float32": None if float_size is None else result.gzip_size_bytes / float_size[1],
+                "size_vs_float32": None
+                if float_size is None
+                else result.size_bytes / float_size[0],
+                "gzip_vs_float32": None
+                if float_size is None
+                else result.gzip_size_bytes / float_size[1],
                 "accuracy": ev.accuracy,
                 "keras_accuracy": ev.reference_accuracy,
                 "max_abs_error": par.max_abs_error,
@@ -109,7 +115,14 @@ def convert_all_modes(
 
 
 TABLE_HEADERS = (
-    "variant", "size KB", "% of f32", "gzip KB", "accuracy %", "Δ vs Keras", "top-1 agree %", "max |err|",
+    "variant",
+    "size KB",
+    "% of f32",
+    "gzip KB",
+    "accuracy %",
+    "Δ vs Keras",
+    "top-1 agree %",
+    "max abs err",
 )
 
 

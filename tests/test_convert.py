@@ -1,0 +1,115 @@
+"""Conversion in every mode, and every bad calibration input refused before the slow part."""
+
+import numpy as np
+import pytest
+
+from edgekit import convert, errors, io, runtime
+from edgekit.config import ConvertConfig
+
+
+def test_every_mode_converts_and_runs(tiny_model, tiny_data):
+    x, _ = tiny_data
+    keras_out = tiny_model.predict(x, verbose=0)
+    sizes = {}
+    for mode in ("float32", "dynamic", "float16", "int8", "int8_float_fallback", "int16x8"):
+        result = convert.convert(tiny_model, ConvertConfig(mode=mode), calibration_data=x)
+        sizes[mode] = result.size_bytes
+        assert result.size_bytes == len(result.tflite_bytes)
+        assert 0 < result.gzip_size_bytes <= result.size_bytes + 64
+        out = runtime.LiteModel(result.tflite_bytes).predict(x)
+        # Softmax outputs of an untrained model: int8 quantum is 1/256, so 0.05 bounds
+        # accumulated error comfortably while still catching a broken conversion.
+        np.testing.assert_allclose(out, keras_out, atol=0.05)
+        assert result.to_dict()["mode"] == mode
+    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+    assert sizes["dynamic"] < sizes["float32"]
+
+
+def test_int8_uses_integer_kernels_and_requested_io(tiny_model, tiny_data):
+    r = convert.convert(
+        tiny_model, ConvertConfig(mode="int8", io_type="uint8"), calibration_data=tiny_data[0]
+    )
+    lm = runtime.LiteModel(r.tflite_bytes)
+    assert lm.inputs[0].dtype == "uint8" and lm.outputs[0].dtype == "uint8"
+    assert r.num_calibration_samples == 64
+    assert r.converter_settings["target_spec.supported_ops"] == ["TFLITE_BUILTINS_INT8"]
+
+
+def test_calibration_samples_are_spread_over_the_data(tiny_model):
+    # First half all zeros, second half ones: calibrating on the first N only would see
+    # a zero input range and saturate everything else.
+    x = np.concatenate([np.zeros((100, 8, 8, 1)), np.ones((100, 8, 8, 1))]).astype(np.float32)
+    r = convert.convert(
+        tiny_model, ConvertConfig(mode="int8", num_calibration_samples=10), calibration_data=x
+    )
+    lm = runtime.LiteModel(r.tflite_bytes)
+    want = tiny_model.predict(np.ones((1, 8, 8, 1), np.float32), verbose=0)
+    np.testing.assert_allclose(lm.predict(np.ones((1, 8, 8, 1), np.float32)), want, atol=0.05)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((10, 4, 4, 1), np.float32), r"does not fit the model"),
+        (np.zeros((10, 8, 8, 1), np.int64), "must be float"),
+        (np.full((10, 8, 8, 1), np.nan, np.float32), "NaN or Inf"),
+        (np.full((10, 8, 8, 1), np.inf, np.float32), "NaN or Inf"),
+        (np.zeros((0, 8, 8, 1), np.float32), "empty"),
+        (None, "needs calibration data"),
+    ],
+)
+def test_bad_calibration_data_is_refused(tiny_model, bad, match):
+    with pytest.raises(errors.UserInputError, match=match):
+        convert.convert(tiny_model, ConvertConfig(mode="int8"), calibration_data=bad)
+
+
+def _inverse_saved_model(path):
+    import tensorflow as tf
+
+    class Inverse(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 3, 3], tf.float32)])
+        def __call__(self, x):
+            return tf.linalg.inv(x)
+
+    module = Inverse()
+    tf.saved_model.save(module, str(path), signatures=module.__call__.get_concrete_function())
+    return path
+
+
+def test_missing_builtin_op_is_named_with_the_flag(tmp_path):
+    path = _inverse_saved_model(tmp_path / "inv")
+    with pytest.raises(errors.UserInputError) as e:
+        convert.convert(str(path), ConvertConfig())
+    assert "MatrixInverse" in str(e.value) and "--allow_select_tf_ops" in str(e.value)
+    r = convert.convert(str(path), ConvertConfig(allow_select_tf_ops=True))
+    assert "SELECT_TF_OPS" in r.converter_settings["target_spec.supported_ops"]
+
+
+def test_keras3_model_converts_through_saved_model(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+    path = tmp_path / "k3.keras"
+    model.save(path)
+    x = np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32)
+    for mode in ("float32", "int8"):
+        r = convert.convert(path, ConvertConfig(mode=mode), calibration_data=x)
+        out = runtime.LiteModel(r.tflite_bytes).predict(x)
+        tol = 1e-5 if mode == "float32" else 0.1 * float(np.abs(model(x)).max())
+        np.testing.assert_allclose(out, np.asarray(model(x)), atol=tol)
+
+
+def test_result_save_refuses_to_overwrite(tmp_path, tiny_model):
+    r = convert.convert(tiny_model)
+    path = r.save(tmp_path / "m.tflite")
+    with pytest.raises(errors.UserInputError, match="--overwrite"):
+        r.save(path)
+    assert io.detect_format(path) == "tflite"
