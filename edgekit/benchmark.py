@@ -1,0 +1,475 @@
+"""Latency and memory of a `.tflite` model on this CPU or on a device over SSH.
+
+The controls follow TFLite's `benchmark_model` (threads, warm-up, runs, minimum and
+maximum seconds, XNNPack on or off, CPU affinity), measured from Python. Every
+measurement runs in a fresh child process (`edgekit/_bench_child.py`, which needs
+only numpy and ai-edge-litert), so memory figures belong to that model alone and a
+model that crashes the runtime or hangs becomes a `BenchmarkFailed` error here
+instead of taking the caller down.
+
+Timing: inputs are set once (or once per run, outside the timed region, when real
+data has several samples) and only `invoke()` is timed, with `perf_counter_ns`.
+
+Example:
+    >>> cfg = BenchmarkConfig(num_threads=2, num_runs=100)
+    >>> result = edgekit.benchmark.benchmark("model.tflite", cfg)
+    >>> result.rows[0].latency_us["p50"]
+
+On a device with only numpy and ai-edge-litert: `python -m edgekit.benchmark --model=m.tflite`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from edgekit import _bench_child, _remote, config, errors, runtime
+
+PathOrBytes = str | os.PathLike | bytes
+
+
+class BenchmarkFailed(errors.UserInputError):
+    """The model could not be measured: the runtime crashed, hung or refused it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkConfig(config._Config):
+    """How to measure, in the spirit of TFLite's `benchmark_model`.
+
+    Attributes:
+      num_threads: interpreter threads.
+      threads_sweep: if set, one measurement (one fresh process) per thread count,
+        instead of `num_threads`.
+      warmup_runs, warmup_min_secs: warm-up lasts at least this many runs and seconds.
+      num_runs, min_secs: the steady state lasts at least this many runs and seconds...
+      max_secs: ...but stops after this many seconds (at least one run).
+      use_xnnpack: apply the XNNPack delegate (LiteRT's default CPU path).
+      signature: the signature key to run; None runs the main subgraph.
+      cpu_affinity: pin the measuring process to these core ids.
+      seed: seed of the random inputs (used when no input data is given).
+      profile: also estimate time per op by timing truncated prefixes of the graph.
+      profile_max_cuts: at most this many prefixes are timed (bigger graphs are
+        cut into segments).
+      timeout_secs: kill a measurement after this long; None derives it from max_secs.
+      target: None for this machine, or `ssh://user@host[:port]`.
+      ssh_key: private key file for the target (else the SSH agent / default keys).
+      ssh_options: extra `ssh -o` options, such as `StrictHostKeyChecking=no`.
+      remote_python: the Python to run on the target.
+    """
+
+    num_threads: int = 1
+    threads_sweep: tuple[int, ...] = ()
+    warmup_runs: int = 1
+    warmup_min_secs: float = 0.5
+    num_runs: int = 50
+    min_secs: float = 1.0
+    max_secs: float = 150.0
+    use_xnnpack: bool = True
+    signature: str | None = None
+    cpu_affinity: tuple[int, ...] = ()
+    seed: int = 0
+    profile: bool = False
+    profile_max_cuts: int = 64
+    timeout_secs: float | None = None
+    target: str | None = None
+    ssh_key: str | None = None
+    ssh_options: tuple[str, ...] = ()
+    remote_python: str = "python3"
+
+    def __post_init__(self) -> None:
+        self._coerce_enums()
+        for name in ("num_threads", "num_runs", "profile_max_cuts"):
+            _check_int(name, getattr(self, name), low=1 if name != "profile_max_cuts" else 2)
+        _check_int("warmup_runs", self.warmup_runs, low=0)
+        _check_int("seed", self.seed, low=0)
+        for t in self.threads_sweep:
+            _check_int("threads_sweep", t, low=1)
+        for c in self.cpu_affinity:
+            _check_int("cpu_affinity", c, low=0)
+        for name in ("warmup_min_secs", "min_secs"):
+            _check_float(name, getattr(self, name), low=0.0)
+        _check_float("max_secs", self.max_secs, low=1e-3)
+        if self.timeout_secs is not None:
+            _check_float("timeout_secs", self.timeout_secs, low=1.0)
+        if self.min_secs > self.max_secs:
+            raise errors.UserInputError(
+                "min_secs must not exceed max_secs (max_secs stops the run). "
+                + errors.received(min_secs=self.min_secs, max_secs=self.max_secs)
+            )
+        if self.target is not None:
+            _remote.parse_target(self.target)
+        if self.ssh_key is not None and not pathlib.Path(self.ssh_key).is_file():
+            raise errors.UserInputError(
+                f"No SSH private key file at {self.ssh_key!r}. Pass the path of an existing key, "
+                "or leave it unset to use the SSH agent. " + errors.received(ssh_key=self.ssh_key)
+            )
+
+    def timeout_for(self, num_models: int) -> float:
+        if self.timeout_secs is not None:
+            return self.timeout_secs
+        per_model = self.max_secs + max(self.warmup_min_secs, 0.0)
+        return 120.0 + num_models * per_model * (3 if self.profile else 1)
+
+
+def _check_int(name: str, value: Any, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise errors.UserInputError(
+            f"{name} must be a whole number >= {low}. " + errors.received(**{name: value})
+        )
+
+
+def _check_float(name: str, value: Any, *, low: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
+        raise errors.UserInputError(
+            f"{name} must be a number of seconds >= {low}. " + errors.received(**{name: value})
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyStats:
+    """The figures of one model at one thread count, as measured in one process.
+
+    `latency_us` holds mean, std, min, max, p50, p90, p95, p99 of the steady-state
+    runs; `memory` the process's RSS before init, the peak added by init and by
+    inference, and the peak; `profile` the per-op estimates when asked for.
+    """
+
+    model: str
+    model_size_bytes: int
+    num_threads: int
+    use_xnnpack: bool
+    signature: str | None
+    inputs: list
+    input_source: str
+    num_input_samples: int
+    init_ms: float
+    first_inference_us: float
+    warmup_runs: int
+    warmup_mean_us: float | None
+    num_runs: int
+    latency_us: dict
+    throughput_per_s: float | None
+    peak_rss_mb: float | None
+    memory: dict
+    profile: dict | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LatencyStats:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkResult:
+    """One row per thread count (one fresh process each), and where it ran."""
+
+    rows: tuple[LatencyStats, ...]
+    environment: dict
+    config: BenchmarkConfig
+    ratios: tuple[dict, ...] = ()
+
+    @property
+    def is_comparison(self) -> bool:
+        return bool(self.ratios)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The first row's figures at the top level, then every row, the environment, the config."""
+        out = dict(self.rows[0].to_dict())
+        out["rows"] = [r.to_dict() for r in self.rows]
+        if self.ratios:
+            out["ratios"] = list(self.ratios)
+        out["environment"] = self.environment
+        out["config"] = self.config.to_dict()
+        return out
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
+        """Writes `to_dict()` as JSON, atomically."""
+        from edgekit import io
+
+        return io.write_json(path, self.to_dict(), overwrite=overwrite)
+
+    def format(self) -> str:
+        """A readable report: environment, a table of rows, ratios, profile."""
+        from edgekit import _bench_report
+
+        return _bench_report.format_result(self)
+
+
+# -- public entry points ----------------------------------------------------------
+
+
+def benchmark(
+    model: PathOrBytes,
+    cfg: BenchmarkConfig | None = None,
+    *,
+    input_data: str | os.PathLike | None = None,
+) -> BenchmarkResult:
+    """Measures one model: one fresh process per thread count.
+
+    Args:
+      model: a `.tflite` path or its bytes.
+      cfg: how to measure; defaults to `BenchmarkConfig()`.
+      input_data: a `.npy` (one input) or `.npz` (arrays named after the inputs) file
+        of real inputs; either exactly one input's shape or a stack of them. Default:
+        seeded random values over each input's range.
+
+    Returns:
+      A `BenchmarkResult` with one `LatencyStats` row per thread count.
+
+    Raises:
+      UserInputError: bad file, bad options or input data that does not fit.
+      BenchmarkFailed: the runtime crashed, hung, or is missing on the target.
+    """
+    cfg = cfg or BenchmarkConfig()
+    return _measure([model], cfg, input_data=input_data, validate=True)
+
+
+def compare(
+    models: Sequence[PathOrBytes],
+    cfg: BenchmarkConfig | None = None,
+    *,
+    input_data: str | os.PathLike | None = None,
+) -> BenchmarkResult:
+    """Measures models interleaved (A B A B ...) in one process over the same inputs.
+
+    Each later model's per-run time is divided by the first model's time in the same
+    round; `ratios` gives min / median / max of those pairs. Memory figures in a
+    comparison belong to the process holding all the models.
+
+    Raises:
+      UserInputError, BenchmarkFailed: as `benchmark`.
+    """
+    cfg = cfg or BenchmarkConfig()
+    if isinstance(models, (str, bytes, os.PathLike)) or len(models) < 2:
+        raise errors.UserInputError(
+            "compare needs at least two models (the first is the baseline). "
+            + errors.received(models=models if isinstance(models, str) else len(models))
+        )
+    if cfg.threads_sweep or cfg.profile:
+        raise errors.UserInputError(
+            "compare runs the models at one thread count without a profile; drop "
+            "threads_sweep/profile or measure the models one at a time. "
+            + errors.received(threads_sweep=list(cfg.threads_sweep), profile=cfg.profile)
+        )
+    return _measure(list(models), cfg, input_data=input_data, validate=True)
+
+
+# -- running a child ------------------------------------------------------------
+
+
+def _measure(
+    models: list[PathOrBytes],
+    cfg: BenchmarkConfig,
+    *,
+    input_data: str | os.PathLike | None,
+    validate: bool,
+) -> BenchmarkResult:
+    files: dict[str, bytes] = {}
+    entries = []
+    for i, m in enumerate(models):
+        data = runtime.read_model_bytes(m)
+        if validate:
+            runtime._maybe_validate(data)
+        name = "<bytes>" if isinstance(m, (bytes, bytearray, memoryview)) else str(m)
+        files[f"model{i}.tflite"] = data
+        entries.append({"path": f"model{i}.tflite", "name": name})
+    data_name = None
+    if input_data is not None:
+        files["input" + _input_suffix(input_data)] = pathlib.Path(input_data).read_bytes()
+        data_name = "input" + _input_suffix(input_data)
+    if cfg.cpu_affinity and cfg.target is None:
+        _check_affinity(cfg.cpu_affinity)
+    rows: list[LatencyStats] = []
+    env: dict = {}
+    ratios: tuple[dict, ...] = ()
+    for threads in cfg.threads_sweep or (cfg.num_threads,):
+        spec = _child_spec(cfg, entries, data_name, threads)
+        timeout = cfg.timeout_for(len(entries))
+        if cfg.target is None:
+            out = _run_local(files, spec, timeout=timeout)
+        else:
+            out = _remote.run(files, spec, cfg, timeout=timeout, harness=_harness_files())
+        out = _check_result(out, entries)
+        env = out["environment"]
+        rows.extend(LatencyStats.from_dict(r) for r in out["models"])
+        ratios = tuple(out.get("ratios") or ())
+    if cfg.target is not None:
+        env = {**env, "target": cfg.target}
+    return BenchmarkResult(rows=tuple(rows), environment=env, config=cfg, ratios=ratios)
+
+
+def _input_suffix(path: str | os.PathLike) -> str:
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise errors.UserInputError(
+            f"No input data file at {str(p)!r}. Pass a .npy or .npz file. "
+            + errors.received(input_data=str(p))
+        )
+    if p.suffix.lower() not in (".npy", ".npz"):
+        raise errors.UserInputError(
+            "Input data must be a .npy file (one input) or an .npz file (arrays named after "
+            "the inputs). Save it with numpy.save / numpy.savez. "
+            + errors.received(input_data=str(p))
+        )
+    return p.suffix.lower()
+
+
+def _check_affinity(cores: tuple[int, ...]) -> None:
+    have = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    missing = [c for c in cores if have and c not in have]
+    if missing:
+        raise errors.UserInputError(
+            f"Cores {missing} are not available here; this process may use cores {have}. "
+            "Pass a subset of them. " + errors.received(cpu_affinity=list(cores))
+        )
+
+
+def _child_spec(
+    cfg: BenchmarkConfig, entries: list[dict], input_data: str | None, threads: int
+) -> dict:
+    return {
+        "models": entries,
+        "num_threads": threads,
+        "use_xnnpack": cfg.use_xnnpack,
+        "signature": cfg.signature,
+        "warmup_runs": cfg.warmup_runs,
+        "warmup_min_secs": cfg.warmup_min_secs,
+        "num_runs": cfg.num_runs,
+        "min_secs": cfg.min_secs,
+        "max_secs": cfg.max_secs,
+        "cpu_affinity": list(cfg.cpu_affinity),
+        "seed": cfg.seed,
+        "input_data": input_data,
+        "profile": cfg.profile,
+        "profile_max_cuts": cfg.profile_max_cuts,
+    }
+
+
+def _harness_files() -> dict[str, str]:
+    """The harness as shipped to a device: the measuring script and its profile module."""
+    from edgekit import _bench_profile
+
+    return {
+        "harness.py": pathlib.Path(_bench_child.__file__).read_text(encoding="utf-8"),
+        "_bench_profile.py": pathlib.Path(_bench_profile.__file__).read_text(encoding="utf-8"),
+    }
+
+
+def _run_local(files: dict[str, bytes], spec: dict, *, timeout: float) -> dict:
+    with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as d:
+        folder = pathlib.Path(d)
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+        (folder / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
+        result_path = folder / "result.json"
+        cmd = [sys.executable, _bench_child.__file__, str(folder / "spec.json"), str(result_path)]
+        with open(folder / "stderr.txt", "wb") as err:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
+            timed_out = False
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        stderr = (folder / "stderr.txt").read_text(encoding="utf-8", errors="replace")
+        result = json.loads(result_path.read_text()) if result_path.exists() else None
+    return {
+        "returncode": proc.returncode,
+        "stderr": stderr,
+        "result": result,
+        "timed_out": timed_out,
+        "timeout": timeout,
+        "where": "this machine",
+    }
+
+
+def _check_result(out: dict, entries: list[dict]) -> dict:
+    """Turns a child's outcome into its result, or a clear error."""
+    names = [e["name"] for e in entries]
+    model = names[0] if len(names) == 1 else names
+    stderr = out.get("stderr") or ""
+    stage = _last_stage(stderr)
+    tail = _tail(stderr)
+    where = out.get("where", "this machine")
+    if out.get("timed_out"):
+        raise BenchmarkFailed(
+            f"The measurement on {where} did not finish within {out['timeout']:.0f} s (last "
+            f"stage: {stage}) and was stopped. The model may hang the runtime or be far slower "
+            "than expected: lower max_secs/num_runs, or raise timeout_secs. "
+            + errors.received(model=model, timeout_secs=out["timeout"])
+        )
+    rc = out.get("returncode")
+    result = out.get("result")
+    if rc is not None and rc < 0:
+        try:
+            sig = signal.Signals(-rc).name
+        except ValueError:
+            sig = f"signal {-rc}"
+        raise BenchmarkFailed(
+            f"The LiteRT runtime crashed with {sig} on {where} during {stage}. The file is "
+            "malformed or hits a runtime bug; it ran in a separate process, so only that "
+            "process died. Check the model with edgekit-inspect, or re-convert it."
+            + (f" Last runtime output: {tail}." if tail else "")
+            + " "
+            + errors.received(model=model, signal=sig)
+        )
+    if result is None:
+        raise BenchmarkFailed(
+            f"The measuring process on {where} exited with status {rc} during {stage} without "
+            f"a result. Last output: {tail or '(none)'}. " + errors.received(model=model)
+        )
+    if not result.get("ok"):
+        err = result.get("error") or {}
+        kind, msg = err.get("kind"), err.get("message", "unknown error")
+        cls = errors.UserInputError if kind == "user" else BenchmarkFailed
+        if kind == "missing_runtime":
+            msg = f"The Python on {where} cannot run the benchmark: {msg}"
+        got = errors.received(model=model)
+        if "Received: " in msg:  # the child named the values already; add the model
+            raise cls(msg.rstrip(".") + ", " + got[len("Received: ") :])
+        raise cls(msg.rstrip(".") + ". " + got)
+    return result
+
+
+def _last_stage(stderr: str) -> str:
+    stages = [
+        ln[len(_bench_child._STAGE_PREFIX) :]
+        for ln in stderr.splitlines()
+        if ln.startswith(_bench_child._STAGE_PREFIX)
+    ]
+    return stages[-1] if stages else "start-up"
+
+
+def _tail(stderr: str, lines: int = 3) -> str:
+    kept = [
+        ln.strip()
+        for ln in stderr.splitlines()
+        if ln.strip() and not ln.startswith(_bench_child._STAGE_PREFIX)
+    ]
+    return " | ".join(kept[-lines:])[-400:].rstrip(".")
+
+
+# -- `python -m edgekit.benchmark`: the entry point on devices (numpy + LiteRT only) --
+
+if __name__ == "__main__":
+    from edgekit import _bench_report
+
+    sys.exit(_bench_report.main())
