@@ -8,7 +8,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from absl import app
+from absl import app, flags
 
 from edgekit import errors
 
@@ -19,6 +19,12 @@ EXIT_USER_ERROR = 2
 
 def run(main: Callable[[Sequence[str]], Any]) -> None:
     """Runs an absl `main`, turning `UserInputError` into a clean message and exit 2."""
+
+    # Console scripts run a wrapper as __main__, so absl's --help would list no flags;
+    # make the command module's flags the key flags it shows.
+    main_name = sys.argv[0] if sys.argv else "__main__"
+    for flag in flags.FLAGS.get_flags_for_module(main.__module__):
+        flags.FLAGS.register_key_flag_for_module(main_name, flag)
 
     def guarded(argv: Sequence[str]) -> Any:
         if len(argv) > 1:

@@ -1,0 +1,199 @@
+"""Weight clustering with TF-MOT, on a copy of the model, with a per-layer report.
+
+`cluster` clones the model (TF-MOT's `cluster_weights` has been seen to change
+the model it was handed, so it only ever sees edgekit's copy), wraps the
+selected layers, fine-tunes the centroids, strips the wrappers and counts the
+unique values of every kernel on the stripped weights.
+
+Layers with no more weights than clusters (per channel with `per_channel`) are
+left out with the reason in the report; TF-MOT would skip them with only a
+warning. When no layer is left, the error says so.
+
+Example:
+    >>> stripped, report = edgekit.optimize.cluster(
+    ...     model, ClusterConfig(num_clusters=16), (x_train, y_train),
+    ...     fit=FitConfig(epochs=3, learning_rate=1e-4))
+    >>> max(s.unique_values for s in report.layers if s.compressed)
+    16
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from edgekit import _compat, errors
+from edgekit import config as config_lib
+from edgekit.optimize import _fit, _report
+
+# Fine-tuning measured on the bundled example: 16 clusters with 2 epochs at 1e-4
+# kept 99.2% test accuracy (the float model has 98.9%).
+DEFAULT_FIT = config_lib.FitConfig(epochs=2, learning_rate=1e-4)
+
+_INIT_NAMES = {
+    config_lib.ClusterInit.KMEANS_PLUS_PLUS: "KMEANS_PLUS_PLUS",
+    config_lib.ClusterInit.LINEAR: "LINEAR",
+    config_lib.ClusterInit.RANDOM: "RANDOM",
+    config_lib.ClusterInit.DENSITY: "DENSITY_BASED",
+}
+
+
+def _registry() -> Any:
+    _compat.tfmot()
+    return importlib.import_module(
+        "tensorflow_model_optimization.python.core.clustering.keras.clustering_registry"
+    )
+
+
+def _weights_per_cluster_group(layer: Any, per_channel: bool) -> int:
+    tf_keras = _compat.tf_keras()
+    kernel = _report.kernel_of(layer)
+    if kernel is None:
+        return 0
+    if per_channel and isinstance(layer, tf_keras.layers.Conv2D):
+        return int(kernel.size // kernel.shape[-1])
+    return int(kernel.size)
+
+
+def _supports(config: config_lib.ClusterConfig) -> Any:
+    registry = _registry().ClusteringRegistry
+    clusterable = _compat.tfmot().clustering.keras.ClusterableLayer
+
+    def supports(layer: Any) -> str | None:
+        if not (isinstance(layer, clusterable) or registry.supports(layer)):
+            return f"TF-MOT cannot cluster {type(layer).__name__} layers"
+        count = _weights_per_cluster_group(layer, config.per_channel)
+        if count <= config.num_clusters:
+            where = " per channel" if config.per_channel else ""
+            return (
+                f"only {count} kernel weights{where}, not more than num_clusters="
+                f"{config.num_clusters}"
+            )
+        return None
+
+    return supports
+
+
+def cluster(
+    model: Any,
+    config: config_lib.ClusterConfig,
+    data: Any,
+    *,
+    fit: config_lib.FitConfig | None = None,
+    val_data: Any = None,
+) -> tuple[Any, _report.ClusterReport]:
+    """Clusters and fine-tunes a copy of `model`; returns it stripped, with a report.
+
+    Args:
+      model: a Functional or Sequential tf_keras model (or a path to one); it is
+        not changed. For sparsity-preserving clustering, pass a pruned model.
+      config: clusters, centroid initialisation, per-channel, sparsity
+        preservation, and which layers to cluster.
+      data: labelled training data: an `edgekit.data.Dataset`, a tuple (x, y), or
+        a path that `edgekit.data.load` reads.
+      fit: epochs, steps, batch size, optimizer, learning rate, strategy, log_dir;
+        None for `DEFAULT_FIT`.
+      val_data: optional labelled validation data.
+
+    Returns:
+      (the clustered model without clustering wrappers, a `ClusterReport`).
+
+    Raises:
+      UserInputError: bad model (subclassed, already wrapped, Keras 3), data that
+        does not fit it, or no layer with more weights than clusters.
+
+    Example:
+        >>> stripped, report = cluster(model, ClusterConfig(num_clusters=16), (x, y))
+    """
+    from edgekit import io
+
+    fit = fit or DEFAULT_FIT
+    _fit.get_strategy(fit.strategy)  # before any TensorFlow op (multi_worker needs it)
+    model = io.load_model(model)
+    _fit.check_functional(model, what="Clustering")
+    tfmot = _compat.tfmot()
+    x, y = _fit.as_arrays(data)
+    _fit.check_data_fits(model, x)
+    if val_data is not None:
+        _fit.check_data_fits(model, _fit.as_arrays(val_data, what="val_data")[0], what="val_data")
+    selected, skipped = _fit.select_layers(
+        model,
+        layers=config.layers,
+        exclude_layers=config.exclude_layers,
+        layer_types=config.layer_types,
+        skip_types=config.skip_types,
+        skip_first=config.skip_first,
+        skip_last=config.skip_last,
+        supports=_supports(config),
+    )
+    if not selected:
+        too_small = [s.name for s in skipped if "num_clusters" in s.reason]
+        hint = (
+            f"num_clusters={config.num_clusters} is not smaller than the weights of "
+            f"{too_small[:6]}: lower num_clusters"
+            + (" or turn per_channel off" if config.per_channel else "")
+            + ". "
+            if too_small
+            else ""
+        )
+        raise errors.UserInputError(
+            "No layer is left to cluster: every candidate was left out "
+            f"({[f'{s.name}: {s.reason}' for s in skipped][:8]}). {hint}Otherwise loosen the "
+            "selection (layers, exclude_layers, layer_types, skip_types, skip_first, "
+            "skip_last). "
+            + errors.received(num_clusters=config.num_clusters, per_channel=config.per_channel)
+        )
+    centroids = tfmot.clustering.keras.CentroidInitialization[
+        _INIT_NAMES[config_lib.ClusterInit(config.init)]
+    ]
+    # preserve_sparsity and cluster_per_channel are only reachable through the
+    # experimental entry point, which the public API package does not re-export.
+    experimental = importlib.import_module(
+        "tensorflow_model_optimization.python.core.clustering.keras.experimental.cluster"
+    )
+
+    wrapper = importlib.import_module(
+        "tensorflow_model_optimization.python.core.clustering.keras.cluster_wrapper"
+    )
+    conv2d = _compat.tf_keras().layers.Conv2D
+
+    def wrap(layer: Any) -> Any:
+        if isinstance(layer, conv2d):
+            # TF-MOT's own check counts channels from the last trainable weight, which
+            # is the kernel when the conv has no bias, and then silently leaves the
+            # layer unclustered. The size check above is the right one; wrap directly.
+            return wrapper.ClusterWeights(
+                layer,
+                config.num_clusters,
+                centroids,
+                config.preserve_sparsity,
+                config.per_channel,
+            )
+        return experimental.cluster_weights(
+            layer,
+            number_of_clusters=config.num_clusters,
+            cluster_centroids_init=centroids,
+            preserve_sparsity=config.preserve_sparsity,
+            cluster_per_channel=config.per_channel,
+        )
+
+    def build() -> Any:
+        return _fit.wrap_layers(_fit.clone(model), selected, wrap)
+
+    callbacks: list[Any] = []
+    if fit.log_dir:
+        callbacks.append(tfmot.clustering.keras.ClusteringSummaries(log_dir=fit.log_dir))
+    trained, fit_report = _fit.fine_tune(
+        build, (x, y), fit=fit, val_data=val_data, callbacks=callbacks
+    )
+    stripped = _fit.unshare(tfmot.clustering.keras.strip_clustering(trained))
+    layers = _report.measure_layers(stripped, selected)
+    report = _report.ClusterReport(
+        technique="cluster",
+        config=config.to_dict(),
+        num_clusters=config.num_clusters,
+        layers=tuple(layers),
+        skipped=tuple(skipped),
+        fit=fit_report,
+    )
+    return stripped, report
