@@ -442,7 +442,17 @@ class Measured:
             "throughput_per_s": 1e6 / lat["mean"] if lat["mean"] > 0 else None,
             "peak_rss_mb": mem["peak_rss_mb"],
             "memory": mem,
+            # Every steady-state run, for distribution plots; capped so a long run's
+            # JSON stays small (an even subsample keeps the shape).
+            "samples_us": _subsample(self.times, 2000),
         }
+
+
+def _subsample(times: list, limit: int) -> list:
+    if len(times) <= limit:
+        return [round(float(t), 3) for t in times]
+    step = len(times) / float(limit)
+    return [round(float(times[int(i * step)]), 3) for i in range(limit)]
 
 
 def _sub(a, b):

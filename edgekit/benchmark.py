@@ -40,97 +40,8 @@ class BenchmarkFailed(errors.UserInputError):
     """The model could not be measured: the runtime crashed, hung or refused it."""
 
 
-@dataclasses.dataclass(frozen=True)
-class BenchmarkConfig(config._Config):
-    """How to measure, in the spirit of TFLite's `benchmark_model`.
-
-    Attributes:
-      num_threads: interpreter threads.
-      threads_sweep: if set, one measurement (one fresh process) per thread count,
-        instead of `num_threads`.
-      warmup_runs, warmup_min_secs: warm-up lasts at least this many runs and seconds.
-      num_runs, min_secs: the steady state lasts at least this many runs and seconds...
-      max_secs: ...but stops after this many seconds (at least one run).
-      use_xnnpack: apply the XNNPack delegate (LiteRT's default CPU path).
-      signature: the signature key to run; None runs the main subgraph.
-      cpu_affinity: pin the measuring process to these core ids.
-      seed: seed of the random inputs (used when no input data is given).
-      profile: also estimate time per op by timing truncated prefixes of the graph.
-      profile_max_cuts: at most this many prefixes are timed (bigger graphs are
-        cut into segments).
-      timeout_secs: kill a measurement after this long; None derives it from max_secs.
-      target: None for this machine, or `ssh://user@host[:port]`.
-      ssh_key: private key file for the target (else the SSH agent / default keys).
-      ssh_options: extra `ssh -o` options, such as `StrictHostKeyChecking=no`.
-      remote_python: the Python to run on the target.
-    """
-
-    num_threads: int = 1
-    threads_sweep: tuple[int, ...] = ()
-    warmup_runs: int = 1
-    warmup_min_secs: float = 0.5
-    num_runs: int = 50
-    min_secs: float = 1.0
-    max_secs: float = 150.0
-    use_xnnpack: bool = True
-    signature: str | None = None
-    cpu_affinity: tuple[int, ...] = ()
-    seed: int = 0
-    profile: bool = False
-    profile_max_cuts: int = 64
-    timeout_secs: float | None = None
-    target: str | None = None
-    ssh_key: str | None = None
-    ssh_options: tuple[str, ...] = ()
-    remote_python: str = "python3"
-
-    def __post_init__(self) -> None:
-        self._coerce_enums()
-        for name in ("num_threads", "num_runs", "profile_max_cuts"):
-            _check_int(name, getattr(self, name), low=1 if name != "profile_max_cuts" else 2)
-        _check_int("warmup_runs", self.warmup_runs, low=0)
-        _check_int("seed", self.seed, low=0)
-        for t in self.threads_sweep:
-            _check_int("threads_sweep", t, low=1)
-        for c in self.cpu_affinity:
-            _check_int("cpu_affinity", c, low=0)
-        for name in ("warmup_min_secs", "min_secs"):
-            _check_float(name, getattr(self, name), low=0.0)
-        _check_float("max_secs", self.max_secs, low=1e-3)
-        if self.timeout_secs is not None:
-            _check_float("timeout_secs", self.timeout_secs, low=1.0)
-        if self.min_secs > self.max_secs:
-            raise errors.UserInputError(
-                "min_secs must not exceed max_secs (max_secs stops the run). "
-                + errors.received(min_secs=self.min_secs, max_secs=self.max_secs)
-            )
-        if self.target is not None:
-            _remote.parse_target(self.target)
-        if self.ssh_key is not None and not pathlib.Path(self.ssh_key).is_file():
-            raise errors.UserInputError(
-                f"No SSH private key file at {self.ssh_key!r}. Pass the path of an existing key, "
-                "or leave it unset to use the SSH agent. " + errors.received(ssh_key=self.ssh_key)
-            )
-
-    def timeout_for(self, num_models: int) -> float:
-        if self.timeout_secs is not None:
-            return self.timeout_secs
-        per_model = self.max_secs + max(self.warmup_min_secs, 0.0)
-        return 120.0 + num_models * per_model * (3 if self.profile else 1)
-
-
-def _check_int(name: str, value: Any, *, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise errors.UserInputError(
-            f"{name} must be a whole number >= {low}. " + errors.received(**{name: value})
-        )
-
-
-def _check_float(name: str, value: Any, *, low: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
-        raise errors.UserInputError(
-            f"{name} must be a number of seconds >= {low}. " + errors.received(**{name: value})
-        )
+# The config lives with the others in edgekit.config; kept here under its old name.
+BenchmarkConfig = config.BenchmarkConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +50,8 @@ class LatencyStats:
 
     `latency_us` holds mean, std, min, max, p50, p90, p95, p99 of the steady-state
     runs; `memory` the process's RSS before init, the peak added by init and by
-    inference, and the peak; `profile` the per-op estimates when asked for.
+    inference, and the peak; `profile` the per-op estimates when asked for;
+    `samples_us` every steady-state run's time (evenly subsampled to 2,000 at most).
     """
 
     model: str
@@ -160,6 +72,7 @@ class LatencyStats:
     peak_rss_mb: float | None
     memory: dict
     profile: dict | None = None
+    samples_us: list | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> LatencyStats:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 import types
 import typing
 from typing import Any, TypeVar
@@ -636,6 +637,9 @@ class DistillConfig(_Config):
       recalibrate_batch_norm: after training, set every BatchNormalization's moving
         statistics to their exact values on the training inputs (a student trained
         for a few hundred steps otherwise keeps mostly their initial guess).
+      mixed_inputs: add this many mixed inputs per training input: convex combinations
+        of two random training inputs, which the teacher's soft targets alone label
+        (no new data or labels; the number of steps stays that of the original data).
     """
 
     temperature: float = 4.0
@@ -646,9 +650,16 @@ class DistillConfig(_Config):
     cache_dir: str | None = None
     decay_learning_rate: bool = True
     recalibrate_batch_norm: bool = True
+    mixed_inputs: int = 0
 
     def __post_init__(self) -> None:
         self._coerce_enums()
+        _check(
+            _is_whole(self.mixed_inputs, 0) and self.mixed_inputs <= 64,
+            "mixed_inputs must be a whole number in [0, 64] (mixed copies per input; 5 is "
+            "a good start with a few hundred samples).",
+            mixed_inputs=self.mixed_inputs,
+        )
         is_tuple = isinstance(self.feature_layers, tuple)
         pairs = tuple(_feature_pair(v) for v in self.feature_layers) if is_tuple else ()
         _check(
@@ -686,6 +697,217 @@ class DistillConfig(_Config):
             "cache_dir must be None (cache in memory) or a folder path.",
             cache_dir=self.cache_dir,
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkConfig(_Config):
+    """How to measure, in the spirit of TFLite's `benchmark_model`.
+
+    Attributes:
+      num_threads: interpreter threads.
+      threads_sweep: if set, one measurement (one fresh process) per thread count,
+        instead of `num_threads`.
+      warmup_runs, warmup_min_secs: warm-up lasts at least this many runs and seconds.
+      num_runs, min_secs: the steady state lasts at least this many runs and seconds...
+      max_secs: ...but stops after this many seconds (at least one run).
+      use_xnnpack: apply the XNNPack delegate (LiteRT's default CPU path).
+      signature: the signature key to run; None runs the main subgraph.
+      cpu_affinity: pin the measuring process to these core ids.
+      seed: seed of the random inputs (used when no input data is given).
+      profile: also estimate time per op by timing truncated prefixes of the graph.
+      profile_max_cuts: at most this many prefixes are timed (bigger graphs are
+        cut into segments).
+      timeout_secs: kill a measurement after this long; None derives it from max_secs.
+      target: None for this machine, or `ssh://user@host[:port]`.
+      ssh_key: private key file for the target (else the SSH agent / default keys).
+      ssh_options: extra `ssh -o` options, such as `StrictHostKeyChecking=no`.
+      remote_python: the Python to run on the target.
+    """
+
+    num_threads: int = 1
+    threads_sweep: tuple[int, ...] = ()
+    warmup_runs: int = 1
+    warmup_min_secs: float = 0.5
+    num_runs: int = 50
+    min_secs: float = 1.0
+    max_secs: float = 150.0
+    use_xnnpack: bool = True
+    signature: str | None = None
+    cpu_affinity: tuple[int, ...] = ()
+    seed: int = 0
+    profile: bool = False
+    profile_max_cuts: int = 64
+    timeout_secs: float | None = None
+    target: str | None = None
+    ssh_key: str | None = None
+    ssh_options: tuple[str, ...] = ()
+    remote_python: str = "python3"
+
+    def __post_init__(self) -> None:
+        self._coerce_enums()
+        for name in ("num_threads", "num_runs", "profile_max_cuts"):
+            _check_whole(name, getattr(self, name), low=1 if name != "profile_max_cuts" else 2)
+        _check_whole("warmup_runs", self.warmup_runs, low=0)
+        _check_whole("seed", self.seed, low=0)
+        for t in self.threads_sweep:
+            _check_whole("threads_sweep", t, low=1)
+        for c in self.cpu_affinity:
+            _check_whole("cpu_affinity", c, low=0)
+        for name in ("warmup_min_secs", "min_secs"):
+            _check_seconds(name, getattr(self, name), low=0.0)
+        _check_seconds("max_secs", self.max_secs, low=1e-3)
+        if self.timeout_secs is not None:
+            _check_seconds("timeout_secs", self.timeout_secs, low=1.0)
+        if self.min_secs > self.max_secs:
+            raise errors.UserInputError(
+                "min_secs must not exceed max_secs (max_secs stops the run). "
+                + errors.received(min_secs=self.min_secs, max_secs=self.max_secs)
+            )
+        if self.target is not None:
+            from edgekit import _remote
+
+            _remote.parse_target(self.target)
+        if self.ssh_key is not None and not os.path.isfile(self.ssh_key):
+            raise errors.UserInputError(
+                f"No SSH private key file at {self.ssh_key!r}. Pass the path of an existing key, "
+                "or leave it unset to use the SSH agent. " + errors.received(ssh_key=self.ssh_key)
+            )
+
+    def timeout_for(self, num_models: int) -> float:
+        if self.timeout_secs is not None:
+            return self.timeout_secs
+        per_model = self.max_secs + max(self.warmup_min_secs, 0.0)
+        return 120.0 + num_models * per_model * (3 if self.profile else 1)
+
+
+def _check_whole(name: str, value: Any, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise errors.UserInputError(
+            f"{name} must be a whole number >= {low}. " + errors.received(**{name: value})
+        )
+
+
+def _check_seconds(name: str, value: Any, *, low: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
+        raise errors.UserInputError(
+            f"{name} must be a number of seconds >= {low}. " + errors.received(**{name: value})
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleConfig(_Config):
+    """What the deployment bundle carries besides the model.
+
+    Attributes:
+      labels: class names in output order, or a path to a labels.txt (one per line).
+      normalization: (mean, std) the app applies to raw inputs: x = (raw - mean) / std.
+      c_array: also write model_data.h / model_data.cc for TFLite Micro.
+    """
+
+    labels: tuple[str, ...] | str | None = None
+    normalization: tuple[float, float] | None = None
+    c_array: bool = False
+
+    def __post_init__(self) -> None:
+        self._coerce_enums()
+        _check(
+            self.normalization is None
+            or (
+                len(self.normalization) == 2
+                and all(isinstance(v, (int, float)) for v in self.normalization)
+                and self.normalization[1] != 0
+            ),
+            "normalization must be [mean, std] with std != 0, for example [127.5, 127.5].",
+            normalization=self.normalization,
+        )
+
+
+# The convert modes a QAT model can go to: QAT trains for integer kernels.
+_QAT_MODES = (ConvertMode.INT8, ConvertMode.INT8_FLOAT_FALLBACK)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe(_Config):
+    """One reproducible run: an optional section per stage, applied in this order.
+
+    distill -> prune -> cluster -> qat (each fine-tunes) -> convert -> evaluate ->
+    benchmark -> bundle. `fit` is the fine-tuning budget of every training stage;
+    `<stage>_fit` overrides it for one stage. Sections left out are skipped
+    (convert, evaluate and bundle always run, with their defaults).
+
+    Attributes:
+      name / description: shown by edgekit-recipes and in the report.
+      format_version: the recipe file format (1).
+      fit: the fine-tuning budget (epochs, batch size, learning rate, strategy) of
+        every training stage.
+      distill: distil the model into a smaller student first (see DistillConfig);
+        the student is `distill_student`.
+      distill_student: the student: "width:F" for a copy of the model with every
+        conv/dense width scaled by F, or a path to a Keras model.
+      prune: magnitude or structured pruning while fine-tuning (see PruneConfig).
+      cluster: weight clustering while fine-tuning (see ClusterConfig); after prune,
+        set its preserve_sparsity.
+      qat: quantization-aware training (see QATConfig); needs an int8 convert mode.
+      distill_fit / prune_fit / cluster_fit / qat_fit: override `fit` for one stage.
+      convert: the post-training conversion (see ConvertConfig); int8 by default.
+      evaluate: accuracy and parity settings (see EvaluateConfig).
+      benchmark: latency and memory of the original (float32) and the result,
+        interleaved in one process (see BenchmarkConfig); null skips it.
+      bundle: what the deployment bundle carries (see BundleConfig).
+    """
+
+    name: str = "custom"
+    description: str = ""
+    format_version: int = 1
+    fit: FitConfig = FitConfig()
+    distill: DistillConfig | None = None
+    distill_student: str = "width:0.5"
+    distill_fit: FitConfig | None = None
+    prune: PruneConfig | None = None
+    prune_fit: FitConfig | None = None
+    cluster: ClusterConfig | None = None
+    cluster_fit: FitConfig | None = None
+    qat: QATConfig | None = None
+    qat_fit: FitConfig | None = None
+    convert: ConvertConfig = ConvertConfig(mode=ConvertMode.INT8)
+    evaluate: EvaluateConfig = EvaluateConfig()
+    benchmark: BenchmarkConfig | None = None
+    bundle: BundleConfig = BundleConfig()
+
+    def __post_init__(self) -> None:
+        self._coerce_enums()
+        _check(
+            self.format_version == 1,
+            "This edgekit reads recipe format_version 1; update edgekit for newer files.",
+            format_version=self.format_version,
+        )
+        if self.qat is not None:
+            _check(
+                self.convert.mode in _QAT_MODES,
+                "Quantization-aware training prepares the model for integer kernels, so the "
+                "convert mode must be 'int8' or 'int8_float_fallback'; drop the qat section "
+                "for a float16 or dynamic-range file.",
+                qat=True,
+                convert_mode=self.convert.mode.value,
+            )
+            preserve = self.qat.preserve.value
+            _check(
+                preserve not in ("sparsity", "both") or self.prune is not None,
+                "qat.preserve keeps the zeros of pruning, but the recipe has no prune section.",
+                qat_preserve=preserve,
+            )
+            _check(
+                preserve not in ("clusters", "both") or self.cluster is not None,
+                "qat.preserve keeps clusters, but the recipe has no cluster section.",
+                qat_preserve=preserve,
+            )
+        if self.prune is not None and self.cluster is not None:
+            _check(
+                self.cluster.preserve_sparsity,
+                "Clustering after pruning would fill the zeros again; set "
+                "cluster.preserve_sparsity to true.",
+                cluster_preserve_sparsity=self.cluster.preserve_sparsity,
+            )
 
 
 # Later stages (benchmark, prune, cluster, qat, distill, bundle, recipe) add their

@@ -1,0 +1,121 @@
+r"""edgekit-optimize: run a recipe end to end, from a Keras model to a verified bundle.
+
+    edgekit-optimize --model=model.keras --recipe=prune50_int8 --data=train.npz \
+        --eval_data=test.npz --output_dir=out
+    edgekit-optimize --example --output_dir=out   # the bundled example, whole path
+
+Writes out/model.tflite, out/manifest.json, out/report.md, out/report.html and
+out/optimized.keras. Interrupted? Run the same command again: it resumes after the
+last finished stage.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Sequence
+
+from absl import flags
+
+from edgekit import errors
+from edgekit.cli import _common
+
+_MODEL = flags.DEFINE_string("model", None, "Keras model: .keras, .h5 or a SavedModel directory.")
+_RECIPE = flags.DEFINE_string(
+    "recipe", None, "A built-in recipe name (see edgekit-recipes) or a path to a recipe .json."
+)
+_DATA = flags.DEFINE_string("data", None, "Training and calibration data (.npz with x, y).")
+_EVAL_DATA = flags.DEFINE_string("eval_data", None, "Held-out data for accuracy (default: --data).")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "The run's folder (resumable).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a folder that holds another run.")
+_ALLOW_UNSAFE = flags.DEFINE_bool(
+    "allow_unsafe_deserialization",
+    False,
+    "Load models with Lambda layers (runs code from the file).",
+)
+_EXAMPLE = flags.DEFINE_bool(
+    "example",
+    False,
+    "Run the bundled example: train the digits model, then prune + QAT + int8 + benchmark + bundle.",
+)
+EXAMPLE_RECIPE = "example_prune_qat_int8"
+
+
+def main(argv: Sequence[str]) -> None:
+    del argv
+    from edgekit import pipeline
+
+    if not _OUTPUT_DIR.value:
+        raise errors.UserInputError("--output_dir is required. " + errors.received(output_dir=None))
+    model, data, eval_data, recipe = _MODEL.value, _DATA.value, _EVAL_DATA.value, _RECIPE.value
+    if _EXAMPLE.value:
+        from edgekit.datasets import showcase
+
+        example_dir = pathlib.Path(_OUTPUT_DIR.value + "_example_inputs")
+        if not (example_dir / "model.keras").exists():
+            print(f"Training the example model into {example_dir} ...", flush=True)
+            showcase.write_example(example_dir, overwrite=True)
+        model = str(example_dir / "model.keras")
+        data, eval_data = str(example_dir / "train.npz"), str(example_dir / "test.npz")
+        recipe = recipe or EXAMPLE_RECIPE
+    missing = [n for n, v in (("--model", model), ("--recipe", recipe), ("--data", data)) if not v]
+    if missing:
+        raise errors.UserInputError(
+            f"edgekit-optimize needs {', '.join(missing)} (or --example). "
+            + errors.received(model=model, recipe=recipe, data=data)
+        )
+    result = pipeline.run(
+        recipe,
+        model=model,
+        data=data,
+        eval_data=eval_data,
+        output_dir=_OUTPUT_DIR.value,
+        overwrite=_OVERWRITE.value,
+        safe_mode=not _ALLOW_UNSAFE.value,
+    )
+    _print_summary(result)
+
+
+def _print_summary(result) -> None:
+    s = result.summary
+    o, r, ratios = s["original"], s["result"], s["ratios"]
+    rows = []
+
+    def pct(v):
+        return None if v is None else f"{100 * v:.2f}%"
+
+    def lat(d, k):
+        return None if not d or not d.get("latency_us") else f"{d['latency_us'][k] / 1000:.3f}"
+
+    for name, d in (("original", o), ("result", r)):
+        rows.append(
+            [
+                name,
+                None if d.get("size_bytes") is None else f"{d['size_bytes'] / 1024:.1f}",
+                None if d.get("gzip_size_bytes") is None else f"{d['gzip_size_bytes'] / 1024:.1f}",
+                pct(d.get("accuracy")),
+                lat(d, "p50"),
+                lat(d, "p99"),
+            ]
+        )
+    print()
+    _common.print_table(rows, ("model", "size KB", "gzip KB", "accuracy", "p50 ms", "p99 ms"))
+    if ratios.get("size") is not None:
+        print(f"\nsize ratio {ratios['size']:.3f} (gzip {ratios['gzip_size']:.3f})", end="")
+    if ratios.get("accuracy_drop_points") is not None:
+        print(f", accuracy drop {ratios['accuracy_drop_points']:+.2f} points", end="")
+    lr = ratios.get("latency")
+    if isinstance(lr, dict) and lr.get("median") is not None:
+        print(f", latency ratio (median of interleaved pairs) {lr['median']:.3f}", end="")
+    print(
+        f"\n\nWrote {result.output_dir}/: model.tflite, manifest.json, report.md, report.html "
+        f"in {result.seconds:.0f} s"
+        + (f" (resumed after {', '.join(result.resumed_stages)})" if result.resumed_stages else "")
+    )
+
+
+def run() -> None:
+    _common.run(main)
+
+
+if __name__ == "__main__":
+    run()
