@@ -96,14 +96,12 @@ def run_distill(ctx: Context) -> dict[str, Any]:
     from edgekit.optimize import distill
 
     cfg = ctx.recipe.distill
-    ctx.progress.stage("distill", f"distilling into student {cfg.student!r}")
+    spec = ctx.recipe.distill_student
+    ctx.progress.stage("distill", f"distilling into the student {spec!r}")
+    fit = _fit_for(ctx.recipe, "distill")
+    student = distill.resolve_student(spec, ctx.current, seed=fit.seed or 0)
     student, report = distill.distill(
-        ctx.current,
-        None,
-        cfg,
-        (ctx.train.x, ctx.train.y),
-        fit=_fit_for(ctx.recipe, "distill"),
-        val_data=_val(ctx),
+        ctx.current, student, cfg, (ctx.train.x, ctx.train.y), fit=fit, val_data=_val(ctx)
     )
     return _save_stage_model(ctx, "distill", student, report)
 
