@@ -1,0 +1,520 @@
+"""Quantization-aware training (TF-MOT's default 8-bit scheme), where TF-MOT alone refuses.
+
+`tfmot.quantization.keras.quantize_model` stops at the first layer it has no config
+for: MobileNetV3's op layers (`x + 3.0`, `x * (1/6)`), EfficientNet's `Rescaling`
+and `Normalization`, `Multiply`, or a BatchNormalization that does not follow a
+convolution. `quantize_aware` instead (1) rewrites scalar op layers into built-in
+`Rescaling`/`ReLU` layers, (2) gives the layers TF-MOT has no config for an
+output-only 8-bit config, (3) leaves anything else float (the int8 converter then
+calibrates it from data), and (4) reports each layer's fate with the reason.
+Collaborative optimization uses TF-MOT's own schemes: keep a pruned model's zeros,
+a clustered model's centroids, or both.
+
+Example:
+    >>> qat_model, report = quantize_aware(model, QATConfig(), (x, y))
+    >>> tflite = edgekit.convert.convert(qat_model, ConvertConfig(mode="int8"),
+    ...                                  calibration_data=x)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from edgekit import _compat, errors
+from edgekit import config as config_lib
+from edgekit.optimize import _fit, _qat_rewrite, _report
+
+_WHAT = "Quantization-aware training"
+
+# Layers TF-MOT's default 8-bit registry has no config for, whose output edgekit
+# quantizes (no weights to quantize; the int8 kernels take a quantized output).
+_OUTPUT_ONLY_TYPES = (
+    "Rescaling",
+    "Normalization",
+    "BatchNormalization",
+    "Multiply",
+    "Subtract",
+    "Average",
+    "Maximum",
+    "Minimum",
+)
+# TFLite's int8 AVERAGE_POOL_2D needs the same scale in and out; TF-MOT gives the
+# output its own range and conversion then fails ("violate the same scale constraint").
+_SAME_SCALE_TYPES = ("AveragePooling1D", "AveragePooling2D")
+# A BatchNormalization right after one of these is folded by TF-MOT's transforms.
+_FOLDS_BN = ("Conv2D", "DepthwiseConv2D", "Dense")
+
+QUANTIZED = "quantized"
+FLOAT = "float"
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerDecision:
+    """What QAT did with one layer, and why.
+
+    Attributes:
+      name: layer name (after any rewrite).
+      type: layer class name.
+      status: "quantized" (fake-quantized in training, int8 after conversion) or
+        "float" (trained in float; the int8 converter calibrates its range).
+      reason: why.
+    """
+
+    name: str
+    type: str
+    status: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class QATReport(_report._Report):
+    """What quantization-aware training did.
+
+    Attributes:
+      technique: "qat".
+      config: the `QATConfig` as a dict.
+      preserve: what the scheme kept ("none", "sparsity", "clusters", "both").
+      layers: every layer, quantized or float, with the reason.
+      num_quantized: layers with a quantize config.
+      num_float: layers left float.
+      rewrites: op layers rewritten into built-in layers.
+      sparsity_before: zeros over kernel weights of the input model's kernels.
+      sparsity_after: zeros over the fake-quantized kernel weights after training
+        (what the int8 file holds).
+      weights: per-layer zeros and unique values of the fake-quantized kernels.
+      fit: the fine-tuning report.
+    """
+
+    technique: str
+    config: dict[str, Any]
+    preserve: str
+    layers: tuple[LayerDecision, ...]
+    num_quantized: int
+    num_float: int
+    rewrites: tuple[_qat_rewrite.Rewrite, ...]
+    sparsity_before: float
+    sparsity_after: float
+    weights: tuple[dict[str, Any], ...]
+    fit: _fit.FitReport | None
+
+    def float_layers(self) -> list[LayerDecision]:
+        """The layers left float."""
+        return [d for d in self.layers if d.status == FLOAT]
+
+
+# ----------------------------------------------------------------------------
+# Planning
+
+
+def _scheme(preserve: config_lib.QATPreserve) -> Any:
+    tfmot = _compat.tfmot()
+    q = tfmot.quantization.keras
+    if preserve is config_lib.QATPreserve.SPARSITY:
+        return tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+    if preserve is config_lib.QATPreserve.CLUSTERS:
+        return tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme()
+    if preserve is config_lib.QATPreserve.BOTH:
+        return tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
+            preserve_sparsity=True
+        )
+    return q.default_8bit.Default8BitQuantizeScheme()
+
+
+def _inbound(layer: Any) -> list[Any]:
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if len(nodes) != 1:
+        return []
+    tf = _compat.tf()
+    return list(tf.nest.flatten(nodes[0].inbound_layers))
+
+
+def _feeds_only_relu(layer: Any) -> bool:
+    """True when the layer's output goes to exactly one ReLU layer (quantized there)."""
+    nodes = getattr(layer, "_outbound_nodes", [])
+    if len(nodes) != 1 or len(getattr(layer, "_inbound_nodes", [])) != 1:
+        return False
+    consumer = nodes[0].outbound_layer
+    return type(consumer).__name__ == "ReLU" and getattr(consumer, "negative_slope", 0) == 0
+
+
+def _linear(layer: Any) -> bool:
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", None) == "linear"
+
+
+def plan(model: Any, config: config_lib.QATConfig) -> tuple[dict[str, Any], list[LayerDecision]]:
+    """Decides, for each layer, its quantize config (None for TF-MOT's) or float.
+
+    Returns:
+      ({layer name: quantize config or None for the registry's}, the decisions).
+    """
+    from edgekit.optimize import _qat_configs
+
+    tf_keras = _compat.tf_keras()
+    tfmot = _compat.tfmot()
+    # Support is decided by the default 8-bit registry: the preserve schemes'
+    # registries claim every weightless layer (Rescaling too) and then fail on it.
+    registry = tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
+    scheme_registry = _scheme(config.preserve).get_quantize_registry()
+    preserving = config.preserve is not config_lib.QATPreserve.NONE
+    exclude = re.compile(config.exclude_layers) if config.exclude_layers else None
+    chosen: dict[str, Any] = {}
+    decisions: list[LayerDecision] = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if isinstance(layer, tf_keras.layers.InputLayer):
+            continue
+        reason = None
+        if kind in config.skip_types:
+            reason = f"{kind} is in skip_types"
+        elif exclude is not None and exclude.search(layer.name):
+            reason = f"name matches exclude_layers={config.exclude_layers!r}"
+        if reason:
+            decisions.append(LayerDecision(layer.name, kind, FLOAT, reason))
+            continue
+        if kind in _SAME_SCALE_TYPES:
+            chosen[layer.name] = _qat_configs.no_op_config()
+            decisions.append(
+                LayerDecision(
+                    layer.name,
+                    kind,
+                    QUANTIZED,
+                    "TFLite's int8 average pool keeps its input's scale, so its output "
+                    "takes the input's range (TF-MOT's own range breaks int8 conversion)",
+                )
+            )
+            continue
+        if registry.supports(layer):
+            if preserving and not scheme_registry.supports(layer):
+                chosen[layer.name] = registry.get_quantize_config(layer)
+                reason = (
+                    f"TF-MOT 8-bit config; the {config.preserve.value}-preserving scheme "
+                    f"does not cover {kind}, so its weights are not preserved"
+                )
+            else:
+                chosen[layer.name] = None
+                reason = "TF-MOT 8-bit config"
+            decisions.append(LayerDecision(layer.name, kind, QUANTIZED, reason))
+            continue
+        if kind == "BatchNormalization":
+            src = _inbound(layer)
+            if (
+                len(src) == 1
+                and type(src[0]).__name__ in _FOLDS_BN
+                and _linear(src[0])
+                and src[0].name in chosen
+            ):
+                chosen[layer.name] = None
+                decisions.append(
+                    LayerDecision(
+                        layer.name,
+                        kind,
+                        QUANTIZED,
+                        f"follows {type(src[0]).__name__} {src[0].name!r}; TF-MOT folds it in",
+                    )
+                )
+                continue
+        if kind in _OUTPUT_ONLY_TYPES and _feeds_only_relu(layer):
+            chosen[layer.name] = _qat_configs.no_op_config()
+            decisions.append(
+                LayerDecision(
+                    layer.name,
+                    kind,
+                    QUANTIZED,
+                    "quantized after the ReLU that follows it (TFLite fuses the activation "
+                    "into the op, so no range is kept in between)",
+                )
+            )
+            continue
+        if kind in _OUTPUT_ONLY_TYPES:
+            chosen[layer.name] = _qat_configs.output_config()
+            decisions.append(
+                LayerDecision(
+                    layer.name,
+                    kind,
+                    QUANTIZED,
+                    f"edgekit output-only 8-bit config (TF-MOT has none for {kind})",
+                )
+            )
+            continue
+        if isinstance(layer, tf_keras.Model):
+            raise errors.UserInputError(
+                f"{_WHAT} does not support nested models yet: {layer.name!r} is a model "
+                "inside the model, and TF-MOT's quantize_apply cannot wrap it. Rebuild the "
+                "model flat (call the inner model's layers directly on the outer tensors). "
+                + errors.received(nested_model=layer.name)
+            )
+        decisions.append(
+            LayerDecision(
+                layer.name,
+                kind,
+                FLOAT,
+                f"TF-MOT has no 8-bit config for {kind}; trained in float, and the int8 "
+                "converter calibrates its range from the representative data",
+            )
+        )
+    if not chosen:
+        raise errors.UserInputError(
+            f"{_WHAT} found no layer to quantize: every layer is excluded or unsupported. "
+            "Loosen exclude_layers/skip_types. "
+            + errors.received(exclude_layers=config.exclude_layers, skip_types=config.skip_types)
+        )
+    return chosen, decisions
+
+
+def prepare(
+    model: Any, config: config_lib.QATConfig | None = None
+) -> tuple[Any, list[LayerDecision], list[_qat_rewrite.Rewrite]]:
+    """Returns (annotated copy of `model`, decisions, rewrites), without training.
+
+    The annotated model goes to `tfmot.quantization.keras.quantize_apply` with the
+    scheme for `config.preserve`; `quantize_aware` does that inside the strategy.
+    """
+    config = config or config_lib.QATConfig()
+    tfmot = _compat.tfmot()
+    _fit.check_functional(model, what=_WHAT)
+    owned = _fit.clone(model)
+    rewrites: list[_qat_rewrite.Rewrite] = []
+    if config.rewrite_ops:
+        owned, rewrites = _qat_rewrite.rewrite_ops(owned)
+    chosen, decisions = plan(owned, config)
+    annotate = tfmot.quantization.keras.quantize_annotate_layer
+
+    def wrap(layer: Any) -> Any:
+        qc = chosen[layer.name]
+        return annotate(layer) if qc is None else annotate(layer, quantize_config=qc)
+
+    with tfmot.quantization.keras.quantize_scope():
+        annotated = _fit.wrap_layers(owned, list(chosen), wrap)
+    by_name = {r.name: r for r in rewrites}
+    decisions = [
+        dataclasses.replace(d, reason=f"{d.reason}; rewritten from {by_name[d.name].op}")
+        if d.name in by_name
+        else d
+        for d in decisions
+    ]
+    return annotated, decisions, rewrites
+
+
+def apply(annotated: Any, preserve: config_lib.QATPreserve | str) -> Any:
+    """Runs TF-MOT's `quantize_apply` with the scheme for `preserve`."""
+    from edgekit.optimize import _qat_configs
+
+    tfmot = _compat.tfmot()
+    scheme = _qat_configs.Scheme(_scheme(config_lib.QATPreserve(preserve)))
+    with tfmot.quantization.keras.quantize_scope(_qat_configs.OBJECTS):
+        return tfmot.quantization.keras.quantize_apply(annotated, scheme)
+
+
+@contextlib.contextmanager
+def _ranges_from_batch() -> Iterator[None]:
+    """While active, TF-MOT's moving-average range quantizers take the batch's range.
+
+    TF-MOT starts every activation range at [-6, 6] and moves it by 0.1% per step
+    (`ema_decay=0.999`, fixed in the quantizer), so a short fine-tune converts with
+    ranges that are still mostly the initial guess: tiny activations round to zero
+    and large ones clip. One forward pass under this context sets each range to what
+    the data produces, as post-training calibration would; training then refines it.
+    """
+    tf = _compat.tf()
+    train = tf.__internal__.train
+    original = train.assign_moving_average
+
+    def assign_now(
+        variable: Any, value: Any, decay: Any, zero_debias: bool = True, name: Any = None
+    ) -> Any:
+        del decay, zero_debias, name
+        return variable.assign(value)
+
+    train.assign_moving_average = assign_now
+    try:
+        yield
+    finally:
+        train.assign_moving_average = original
+
+
+def init_ranges(model: Any, x: np.ndarray, *, max_samples: int = 256) -> None:
+    """Sets the activation ranges of a fresh QAT model from one pass over `x`.
+
+    Runs the model in training mode eagerly (so batch normalization also moves its
+    statistics one step toward this batch, as one training step would).
+    """
+    idx = np.linspace(0, len(x) - 1, num=min(len(x), max_samples)).astype(int)
+    with _ranges_from_batch():
+        model(x[idx], training=True)
+
+
+# ----------------------------------------------------------------------------
+# Measuring
+
+
+def quantized_weights(model: Any) -> list[dict[str, Any]]:
+    """Zeros and unique values of each wrapped layer's fake-quantized kernel.
+
+    These are the weights the int8 file will hold (the quantizers of the
+    preserve schemes apply their sparsity masks and centroids here).
+    """
+    out = []
+    for layer in model.layers:
+        for weight, quantizer, qvars in getattr(layer, "_weight_vars", []):
+            name = weight.name.split("/")[-1].split(":")[0]
+            if "kernel" not in name:
+                continue
+            q = np.asarray(quantizer(weight, False, weights=qvars))
+            # Per output channel (TFLite's scales are per channel, so clusters are too).
+            channels = q.reshape(-1, q.shape[-1]) if q.ndim > 1 else q[:, None]
+            if type(layer.layer).__name__ == "DepthwiseConv2D":
+                channels = q.reshape(q.shape[0] * q.shape[1], -1)
+            per_channel = max(len(np.unique(channels[:, c])) for c in range(channels.shape[1]))
+            out.append(
+                {
+                    "name": layer.layer.name,
+                    "type": type(layer.layer).__name__,
+                    "num_weights": int(q.size),
+                    "zeros": int(np.count_nonzero(q == 0)),
+                    "unique_values": int(len(np.unique(q))),
+                    "max_unique_per_channel": int(per_channel),
+                }
+            )
+    return out
+
+
+def _sparsity(rows: list[dict[str, Any]]) -> float:
+    total = sum(r["num_weights"] for r in rows)
+    return round(sum(r["zeros"] for r in rows) / total, 6) if total else 0.0
+
+
+# ----------------------------------------------------------------------------
+# The entry point
+
+
+def quantize_aware(
+    model: Any,
+    config: config_lib.QATConfig | None = None,
+    data: Any = None,
+    *,
+    fit: config_lib.FitConfig | None = None,
+    val_data: Any = None,
+) -> tuple[Any, QATReport]:
+    """Fine-tunes a copy of `model` with fake quantization; returns it ready for int8 convert.
+
+    Args:
+      model: a Functional or Sequential tf_keras model (never changed). For
+        `preserve="sparsity"`/`"both"` pass the stripped pruned model; for
+        `"clusters"`/`"both"` the stripped clustered one.
+      config: the QAT options; None for the defaults.
+      data: labelled training data: an `edgekit.data.Dataset`, `(x, y)` arrays, or a
+        path `edgekit.data.load` reads.
+      fit: epochs, batch size, learning rate, strategy, log_dir; None for defaults.
+      val_data: optional labelled validation data.
+
+    Returns:
+      (the QAT model, which `edgekit.convert` turns into a full-int8 `.tflite` and
+      which saves to a `.keras` file that plain `tf_keras.models.load_model` reads,
+      a `QATReport`).
+
+    Raises:
+      UserInputError: a subclassed or already-wrapped model, a nested model, data
+        without labels or of the wrong shape, or a config that excludes everything.
+
+    Example:
+        >>> qat, report = quantize_aware(model, QATConfig(preserve="sparsity"), (x, y),
+        ...                              fit=FitConfig(epochs=1))
+        >>> [d.name for d in report.float_layers()]
+    """
+    config = _check_config(config)
+    fit = fit or config_lib.FitConfig()
+    if not isinstance(fit, config_lib.FitConfig):
+        raise errors.UserInputError(
+            "fit must be an edgekit.config.FitConfig. " + errors.received(fit=type(fit).__name__)
+        )
+    if data is None:
+        raise errors.UserInputError(
+            f"{_WHAT} fine-tunes the model and needs labelled data: (x, y) arrays, an "
+            "edgekit.data.Dataset or an .npz path. " + errors.received(data=None)
+        )
+    _fit.check_functional(model, what=_WHAT)
+    x, y = _fit.as_arrays(data)
+    _fit.check_data_fits(model, x)
+    if val_data is not None:
+        val_x, val_y = _fit.as_arrays(val_data, what="val_data")
+        _fit.check_data_fits(model, val_x, what="val_data")
+        val_data = (val_x, val_y)
+    before = {s.name: s for s in _report.measure_layers(model, ())}
+    annotated, decisions, rewrites = prepare(model, config)
+
+    def build() -> Any:
+        qat_model = apply(annotated, config.preserve)
+        if config.init_ranges:
+            init_ranges(qat_model, x)
+        return qat_model
+
+    # The loss is chosen from the caller's model: inside a QAT wrapper the output
+    # activation is hidden, and a softmax output would be read as logits.
+    loss, _, _, metrics = _fit.choose_loss(model, y)
+    trained, fit_report = _fit.fine_tune(
+        build, (x, y), fit=fit, val_data=val_data, loss=loss, metrics=metrics
+    )
+    return _finish(trained, config, decisions, rewrites, before, fit_report, fit)
+
+
+def _finish(
+    trained: Any,
+    config: config_lib.QATConfig,
+    decisions: list[LayerDecision],
+    rewrites: list[_qat_rewrite.Rewrite],
+    before: dict[str, _report.LayerStats],
+    fit_report: _fit.FitReport | None,
+    fit: config_lib.FitConfig,
+) -> tuple[Any, QATReport]:
+    from edgekit.optimize import _qat_configs
+
+    tfmot = _compat.tfmot()
+    tf_keras = _compat.tf_keras()
+    if config_lib.Strategy(fit.strategy) is not config_lib.Strategy.DEFAULT:
+        # Distributed variables do not save or convert; copy into plain ones.
+        with tfmot.quantization.keras.quantize_scope(_qat_configs.OBJECTS):
+            copy = tf_keras.models.clone_model(trained)
+            copy.set_weights(trained.get_weights())
+        trained = copy
+    final = _qat_configs.adopt(trained)
+    weights = quantized_weights(final)
+    # Compare like with like: the input model's zeros in the kernels QAT quantized.
+    same = [before[r["name"]] for r in weights if r["name"] in before]
+    sparsity_before = _report.overall_sparsity(same, compressed_only=False)
+    report = QATReport(
+        technique="qat",
+        config=config.to_dict(),
+        preserve=config.preserve.value,
+        layers=tuple(decisions),
+        num_quantized=sum(d.status == QUANTIZED for d in decisions),
+        num_float=sum(d.status == FLOAT for d in decisions),
+        rewrites=tuple(rewrites),
+        sparsity_before=sparsity_before,
+        sparsity_after=_sparsity(weights),
+        weights=tuple(weights),
+        fit=fit_report,
+    )
+    return final, report
+
+
+def _check_config(config: Any) -> config_lib.QATConfig:
+    if config is None:
+        return config_lib.QATConfig()
+    if isinstance(config, dict):
+        return config_lib.QATConfig.from_dict(config)
+    if not isinstance(config, config_lib.QATConfig):
+        raise errors.UserInputError(
+            "config must be an edgekit.config.QATConfig (or a dict of its fields). "
+            + errors.received(config=type(config).__name__)
+        )
+    return config
