@@ -37,14 +37,18 @@ ALL = (
 )
 SIZE = 32  # the smallest input every one of these accepts
 
-_MODELS = flags.DEFINE_list("models", list(ALL), "Architectures to run.")
-_VARIANTS = flags.DEFINE_list(
-    "variants",
-    ["qat"],
-    "qat (QAT alone) and/or prune_qat (prune to 50%, then sparsity-preserving QAT).",
-)
-_STEPS = flags.DEFINE_integer("steps", 2, "QAT (and pruning) training steps.", lower_bound=1)
-_JSON = flags.DEFINE_string("json", None, "Write the rows as JSON here.")
+
+def _define_flags() -> None:
+    # Defined only when run as a script: the tests import this module next to the
+    # edgekit commands, and absl's flags are global (a second --json would clash).
+    flags.DEFINE_list("models", list(ALL), "Architectures to run.")
+    flags.DEFINE_list(
+        "variants",
+        ["qat"],
+        "qat (QAT alone) and/or prune_qat (prune to 50%, then sparsity-preserving QAT).",
+    )
+    flags.DEFINE_integer("steps", 2, "QAT (and pruning) training steps.", lower_bound=1)
+    flags.DEFINE_string("json", None, "Write the rows as JSON here.")
 
 
 def build(name: str, *, seed: int = 0) -> Any:
@@ -126,10 +130,10 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     rows = []
-    for name in _MODELS.value:
-        for prune_first in [v == "prune_qat" for v in _VARIANTS.value]:
+    for name in flags.FLAGS.models:
+        for prune_first in [v == "prune_qat" for v in flags.FLAGS.variants]:
             try:
-                row = run_one(name, prune_first=prune_first, steps=_STEPS.value)
+                row = run_one(name, prune_first=prune_first, steps=flags.FLAGS.steps)
             except Exception as e:  # noqa: BLE001 - a benchmark reports every failure and goes on
                 row = {
                     "model": name,
@@ -154,10 +158,11 @@ def main(argv: Sequence[str]) -> None:
             f"{r['cos']} | {r['cos_mean']}/{r['cos_min']} | {r['noise_floor']} | {sp} | "
             f"{r['seconds']} |"
         )
-    if _JSON.value:
-        with open(_JSON.value, "w") as f:
+    if flags.FLAGS.json:
+        with open(flags.FLAGS.json, "w") as f:
             json.dump(rows, f, indent=2)
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
