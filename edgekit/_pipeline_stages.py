@@ -193,7 +193,7 @@ def run_evaluate(ctx: Context) -> dict[str, Any]:
         ctx.model_path, ctx.test, config=ctx.recipe.evaluate, reference=ctx.current
     )
     info: dict[str, Any] = ev.to_dict()
-    info["sparsity_per_layer"] = [
+    info["sparsity_per_layer"] = _tflite_weight_sparsity(ctx.model_path) or [
         {"layer": s.name, "type": s.type, "sparsity": s.sparsity, "num_weights": s.num_weights}
         for s in _report.measure_layers(ctx.current, ())
     ]
@@ -224,6 +224,41 @@ def run_evaluate(ctx: Context) -> dict[str, Any]:
             f"top-1 agreement {100 * ev.parity.top1_agreement:.2f}%"
         )
     return info
+
+
+_WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "TRANSPOSE_CONV": 1}
+
+
+def _tflite_weight_sparsity(path: pathlib.Path) -> list[dict[str, Any]]:
+    """Share of exact zeros in each conv/dense weight tensor of the converted file.
+
+    Read from the .tflite itself, so it is what ships, whatever the Keras model's
+    wrappers (QAT, pruning) looked like.
+    """
+    from edgekit.lite import inspect as lite_inspect
+
+    report = lite_inspect.inspect_model(path).to_dict()
+    tensors = {(t["subgraph"], t["index"]): t for t in report["tensors"]}
+    rows = []
+    for op in report["ops"]:
+        slot = _WEIGHT_OPS.get(op["type"])
+        if slot is None or op["subgraph"] != 0 or len(op["inputs"]) <= slot:
+            continue
+        t = tensors.get((0, op["inputs"][slot]))
+        if not t or not t["constant"] or t.get("zero_fraction") is None:
+            continue
+        name = t["name"].split(";")[0]
+        parts = [p for p in name.split("/") if p]
+        layer = parts[1] if len(parts) > 2 else name
+        rows.append(
+            {
+                "layer": layer,
+                "type": op["type"],
+                "sparsity": float(t["zero_fraction"]),
+                "num_weights": int(np.prod(t["shape"])) if t["shape"] else 0,
+            }
+        )
+    return rows
 
 
 def run_benchmark(ctx: Context) -> dict[str, Any]:
