@@ -48,9 +48,7 @@ class Context:
 
 
 def _fit_for(recipe: config_lib.Recipe, stage: str) -> config_lib.FitConfig:
-    override = getattr(recipe, f"{stage}_fit", None)
-    fit = override or recipe.fit
-    return fit
+    return getattr(recipe, f"{stage}_fit", None) or recipe.fit
 
 
 def _save_stage_model(ctx: Context, stage: str, model: Any, report: Any) -> dict[str, Any]:
@@ -422,9 +420,3 @@ def summary(ctx: Context) -> dict[str, Any]:
         "latency_samples_us": latency_samples,
         "notes": [n for n in (ev.get("quant_error_note"),) if n],
     }
-
-
-def _json_default(value: Any) -> Any:  # pragma: no cover - used by debugging dumps
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)

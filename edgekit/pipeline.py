@@ -21,14 +21,13 @@ import json
 import os
 import pathlib
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from edgekit import __version__, _compat, errors, io
+from edgekit import __version__, errors, io
 from edgekit import config as config_lib
 from edgekit import data as data_lib
 
@@ -277,12 +276,3 @@ def run(
         resumed_stages=tuple(skipped),
         seconds=round(time.perf_counter() - start, 2),
     )
-
-
-def _deterministic() -> None:
-    """Seeded CPU training gives the same weights run after run (resume relies on it)."""
-    tf = _compat.tf()
-    try:
-        tf.config.experimental.enable_op_determinism()
-    except (AttributeError, RuntimeError):  # pragma: no cover - older TF
-        print("note: op determinism unavailable; resumed runs match within noise", file=sys.stderr)
