@@ -4,7 +4,8 @@ Wraps `tf.lite.TFLiteConverter` and closes its usual traps: calibration data is
 checked (shape, dtype, finiteness, emptiness) before the slow part starts and is
 sampled evenly over the data, not just the first N; an op TFLite lacks is named
 in the error together with the flag that allows it; the converter's own warnings
-(printed by C++ to stderr) are captured into the result.
+(printed by C++ to stderr) are captured into the result. A quantization-aware
+trained model is converted with the activation ranges it learned, not re-calibrated.
 
 Example:
     >>> result = edgekit.convert.convert(model, ConvertConfig(mode="int8"), calibration_data=x)
@@ -105,9 +106,13 @@ def model_input_shapes(model: Any) -> list[tuple[int | None, ...]]:
     return [tuple(shapes)]
 
 
-def _calibration_set(model: Any, config: ConvertConfig, calibration_data: Any) -> np.ndarray | None:
+def _calibration_set(
+    model: Any, config: ConvertConfig, calibration_data: Any, *, qat: bool = False
+) -> np.ndarray | None:
     if not config.mode.needs_calibration:
         return None
+    if calibration_data is None and qat and config.mode in _QAT_MODES:
+        return None  # the ranges come from training
     if calibration_data is None:
         raise errors.UserInputError(
             f"Mode {config.mode.value!r} needs calibration data to measure activation ranges. "
@@ -206,7 +211,7 @@ def _make_converter(model: Any, workdir: str) -> Any:
 
 
 def _configure(
-    converter: Any, config: ConvertConfig, calibration: np.ndarray | None
+    converter: Any, config: ConvertConfig, calibration: np.ndarray | None, *, qat: bool = False
 ) -> dict[str, Any]:
     tf = _compat.tf()
     settings: dict[str, Any] = {}
@@ -221,13 +226,15 @@ def _configure(
     if mode is ConvertMode.FLOAT16:
         converter.target_spec.supported_types = [tf.float16]
         settings["target_spec.supported_types"] = ["float16"]
-    if mode is ConvertMode.INT8:
+    if mode is ConvertMode.INT8 and not qat:
+        # (A QAT model is checked for float ops after converting instead: the converter
+        # insists on calibration data whenever this op set is asked for.)
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if mode is ConvertMode.INT16X8:
         ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     if config.allow_select_tf_ops:
         ops = [*ops, tf.lite.OpsSet.SELECT_TF_OPS]
-        if mode is ConvertMode.INT8:
+        if mode is ConvertMode.INT8 and not qat:
             ops.append(builtins)
     if calibration is not None:
 
@@ -289,6 +296,113 @@ def _explain_failure(message: str, config: ConvertConfig) -> errors.UserInputErr
     )
 
 
+# Modes in which a quantization-aware-trained model keeps the ranges it learned.
+_QAT_MODES = (ConvertMode.INT8, ConvertMode.INT8_FLOAT_FALLBACK)
+_QAT_LAYERS = frozenset({"QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer"})
+_FAKE_QUANT_OPS = (b"FakeQuantWithMinMaxVars", b"QuantizeAndDequantizeV")
+
+
+def is_quantization_aware(model: Any) -> bool:
+    """Whether `model` was made by quantization-aware training (carries fake-quant ranges)."""
+    if isinstance(model, io.SavedModelDir):
+        pb = pathlib.Path(model.path) / "saved_model.pb"
+        blob = pb.read_bytes() if pb.is_file() else b""
+        return any(op in blob for op in _FAKE_QUANT_OPS)
+    if io.is_keras3_model(model):
+        return False
+    stack, seen = [model], set()
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if type(layer).__name__ in _QAT_LAYERS:
+            return True
+        stack.extend(getattr(layer, "layers", ()))
+    return False
+
+
+def float_ops(blob: bytes) -> list[str]:
+    """Ops of a `.tflite` file that compute in float, apart from (de)quantizing its I/O.
+
+    An int8 file made from a QAT model still has a QUANTIZE after each float input
+    and a DEQUANTIZE before each float output; every other op should take and give
+    integers.
+    """
+    from edgekit.lite import _schema, inspect
+
+    m = _schema.parse(blob)
+    found = []
+    for sg in m.subgraphs:
+        for op in sg.operators:
+            name = inspect.op_type(m, op)
+            tensors = [sg.tensors[i] for i in (*op.inputs, *op.outputs) if i >= 0]
+            is_float = any(t.type in (0, 1, 10, 18) for t in tensors)
+            if is_float and name not in ("QUANTIZE", "DEQUANTIZE"):
+                found.append(name)
+    return sorted(set(found))
+
+
+def _agreement(reference: np.ndarray, got: np.ndarray) -> float:
+    """Top-1 agreement for class scores, else the mean per-sample cosine."""
+    reference = reference.reshape(len(reference), -1)
+    got = got.reshape(len(got), -1)
+    if reference.shape[1] > 1 and reference.ndim == 2:
+        return float(np.mean(reference.argmax(1) == got.argmax(1)))
+    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(got, axis=1)
+    return float(np.mean((reference * got).sum(1) / np.maximum(norms, 1e-30)))
+
+
+def _choose_granularity(model: Any, calibration: np.ndarray, *candidates: tuple) -> tuple:
+    """Of two (blob, settings, log, seconds) conversions, the per-tensor one if it is as good.
+
+    "As good": agreement with the float model on the calibration samples within 0.5
+    points of the per-channel file's, and smaller after gzip.
+    """
+    from edgekit import runtime
+
+    if hasattr(model, "predict"):
+        reference = np.asarray(model.predict(calibration, verbose=0))
+    else:  # a SavedModel: its float32 conversion computes the same function
+        f32, _, _, _, _ = _convert_once(model, ConvertConfig(), None)
+        reference = runtime.LiteModel(f32).predict(calibration)
+    measured = []
+    for blob, settings, log, seconds in candidates:
+        per_channel = settings.get("per_channel", True)
+        agreement = _agreement(reference, runtime.LiteModel(blob).predict(calibration))
+        measured.append((per_channel, agreement, gzip_size(blob), (blob, settings, log, seconds)))
+    by_kind = {m[0]: m for m in measured}
+    pc, pt = by_kind[True], by_kind[False]
+    keep = pt if pt[1] >= pc[1] - 0.005 and pt[2] < pc[2] else pc
+    blob, settings, log, seconds = keep[3]
+    settings = dict(settings)
+    settings["granularity_choice"] = {
+        "chosen": "per_channel" if keep[0] else "per_tensor",
+        "samples": len(calibration),
+        "per_channel": {"agreement": pc[1], "gzip_size_bytes": pc[2]},
+        "per_tensor": {"agreement": pt[1], "gzip_size_bytes": pt[2]},
+        "rule": "per-tensor if its agreement with the float model is within 0.5 points "
+        "and it is smaller after gzip",
+    }
+    settings["per_channel"] = keep[0]
+    return blob, settings, log, sum(m[3][3] for m in measured)
+
+
+def _convert_once(
+    model: Any, config: ConvertConfig, calibration: np.ndarray | None, *, qat: bool = False
+) -> tuple[bytes | None, str | None, dict[str, Any], list[str], float]:
+    with tempfile.TemporaryDirectory(prefix="edgekit-convert-") as workdir:
+        converter = _make_converter(model, workdir)
+        settings = _configure(converter, config, calibration, qat=qat)
+        start = time.perf_counter()
+        with _captured_stderr() as log:
+            try:
+                blob, failure = bytes(converter.convert()), None
+            except (_converter_error(), ValueError, RuntimeError) as e:
+                blob, failure = None, str(e)
+    return blob, failure, settings, log, time.perf_counter() - start
+
+
 def convert(
     model: Any,
     config: ConvertConfig | None = None,
@@ -304,7 +418,9 @@ def convert(
         directory), or an `io.SavedModelDir`.
       config: the conversion settings; defaults to float32.
       calibration_data: any source `edgekit.data.load` accepts; required by the
-        int8, int8_float_fallback and int16x8 modes.
+        int8, int8_float_fallback and int16x8 modes, except for a quantization-aware
+        trained model in int8 / int8_float_fallback: that one keeps the ranges it
+        learned, and calibration data is used only for ops that have none.
       custom_objects / safe_mode: passed to `io.load_model` when `model` is a path.
 
     Returns:
@@ -320,22 +436,48 @@ def convert(
     """
     config = config or ConvertConfig()
     model = io.load_model(model, custom_objects=custom_objects, safe_mode=safe_mode)
-    calibration = _calibration_set(model, config, calibration_data)
-    with tempfile.TemporaryDirectory(prefix="edgekit-convert-") as workdir:
-        converter = _make_converter(model, workdir)
-        settings = _configure(converter, config, calibration)
-        start = time.perf_counter()
-        with _captured_stderr() as log:
-            try:
-                blob = converter.convert()
-                failure = None
-            except (_converter_error(), ValueError, RuntimeError) as e:
-                blob, failure = None, str(e)
-        seconds = time.perf_counter() - start
+    qat = config.mode in _QAT_MODES and is_quantization_aware(model)
+    calibration = _calibration_set(model, config, calibration_data, qat=qat)
+    blob = failure = None
+    if qat:
+        # Calibrating a QAT model would replace the ranges it learned (and its int8
+        # file would then disagree with it); convert with those ranges instead, and
+        # calibrate only if some op was left without one.
+        blob, failure, settings, log, seconds = _convert_once(model, config, None, qat=True)
+        left_float = float_ops(blob) if blob is not None and config.mode is ConvertMode.INT8 else []
+        if left_float or failure is not None:
+            if calibration is None:
+                raise errors.UserInputError(
+                    "This quantization-aware-trained model has ops without trained ranges "
+                    f"({', '.join(left_float) or 'the converter said: ' + failure[:200]}), so "
+                    "full-integer conversion needs calibration data for them. Pass "
+                    "--calibration_data=DATA, or use mode 'int8_float_fallback' to keep "
+                    "them in float. " + errors.received(mode=config.mode.value)
+                )
+            blob = failure = None
+        else:
+            settings["ranges"] = "from quantization-aware training (no calibration)"
+            calibration = None
+    if blob is None and failure is None:
+        blob, failure, settings, log, seconds = _convert_once(model, config, calibration)
+        if qat:
+            settings["ranges"] = "calibrated: some ops had no trained range"
     if failure is not None:
         raise _explain_failure(failure + "\n" + "\n".join(log), config) from None
+    if config.choose_granularity and qat:
+        settings["granularity_choice"] = "not made: the QAT model fixed it in training"
+    elif config.choose_granularity and calibration is not None:
+        other = dataclasses.replace(config, per_channel=not config.per_channel)
+        blob2, failure2, settings2, log2, seconds2 = _convert_once(model, other, calibration)
+        if failure2 is None:
+            blob, settings, log, seconds = _choose_granularity(
+                model,
+                calibration,
+                (blob, settings, log, seconds),
+                (blob2, settings2, log2, seconds2),
+            )
     return ConversionResult(
-        tflite_bytes=bytes(blob),
+        tflite_bytes=blob,
         mode=config.mode,
         io_type=config.io_type,
         size_bytes=len(blob),

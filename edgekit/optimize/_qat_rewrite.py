@@ -5,6 +5,14 @@ hold `TFOpLambda` layers; MobileNetV3's hard-swish is built that way, and TF-MOT
 refuses them. A scalar affine op is exactly a `Rescaling(scale, offset)` layer and
 `tf.nn.relu`/`relu6` is a `ReLU` layer, so those are rewritten in the model config;
 the rewritten model computes the same values (x * 1.0 + c is x + c in float32).
+
+`split_affine` handles the other layers that become two TFLite ops, a multiply and
+an add: a `Rescaling` with both a scale and an offset, `Normalization`, and a
+BatchNormalization that no convolution absorbs. QAT quantizes a layer's output
+only, so the value between the two ops had no trained range; the int8 converter
+then had to calibrate the whole model, replacing every range QAT learned. Split
+into a scale layer and a shift layer, each output gets its own trained range, and
+the int8 file computes what the QAT model computed.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from typing import Any
+
+import numpy as np
 
 from edgekit import _compat
 
@@ -98,6 +108,114 @@ def rewrite_ops(model: Any) -> tuple[Any, list[Rewrite]]:
         done.append(Rewrite(name=name, op=f"tf.{function}", replacement=class_name))
     if not done:
         return model, []
+    rebuilt = tf_keras.Model.from_config(config)
+    old = {layer.name: layer for layer in model.layers}
+    for layer in rebuilt.layers:
+        if layer.weights and layer.name in old:
+            layer.set_weights(old[layer.name].get_weights())
+    return rebuilt, done
+
+
+# A BatchNormalization right after one of these (with no activation) is folded into
+# it by TF-MOT and by the converter; any other one is standalone.
+_FOLDS_BN = ("Conv2D", "DepthwiseConv2D", "Dense")
+
+
+def _affine_of(layer: Any, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(scale, offset) with layer(x) == x * scale + offset over the last axis, or None."""
+    if kind == "Rescaling":
+        scale = np.asarray(layer.scale, np.float32)
+        offset = np.asarray(layer.offset, np.float32)
+        if np.all(scale == 1) or np.all(offset == 0):
+            return None  # one op already
+        return scale, offset
+    if kind == "BatchNormalization":
+        if np.ndim(layer.axis) != 0 and len(layer.axis) != 1:
+            return None
+        axis = layer.axis if np.ndim(layer.axis) == 0 else layer.axis[0]
+        if axis not in (-1, len(layer.input_shape) - 1):
+            return None
+        var = layer.moving_variance.numpy()
+        gamma = layer.gamma.numpy() if layer.scale else np.ones_like(var)
+        beta = layer.beta.numpy() if layer.center else np.zeros_like(var)
+        scale = gamma / np.sqrt(var + layer.epsilon)
+        return scale, beta - layer.moving_mean.numpy() * scale
+    if kind == "Normalization":
+        if getattr(layer, "invert", False) or not hasattr(layer, "mean"):
+            return None
+        channels = layer.input_shape[-1]
+        mean = np.asarray(layer.mean, np.float32)
+        std = np.maximum(np.sqrt(np.asarray(layer.variance, np.float32)), 1e-7)
+        if mean.size not in (1, channels) or mean.shape[:-1] != (1,) * (mean.ndim - 1):
+            return None
+        return (1.0 / std).reshape(-1), (-mean / std).reshape(-1)
+    return None
+
+
+def _standalone_bn(layer: Any) -> bool:
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if len(nodes) != 1:
+        return False
+    sources = _compat.tf().nest.flatten(nodes[0].inbound_layers)
+    if len(sources) != 1 or type(sources[0]).__name__ not in _FOLDS_BN:
+        return True
+    activation = getattr(sources[0], "activation", None)
+    return getattr(activation, "__name__", None) != "linear"
+
+
+def _as_config(value: np.ndarray) -> float | list[float]:
+    flat = value.reshape(-1)
+    return float(flat[0]) if flat.size == 1 else [float(v) for v in flat]
+
+
+def split_affine(model: Any) -> tuple[Any, list[Rewrite]]:
+    """Returns (model with two-op affine layers split into scale + shift, what was split).
+
+    The scale layer is named `<name>_scale` and the shift layer keeps the layer's
+    name. A standalone BatchNormalization becomes fixed: its moving statistics and
+    gamma/beta are frozen into the two layers (QAT then trains the layers around it).
+    """
+    tf_keras = _compat.tf_keras()
+    if isinstance(model, tf_keras.Sequential) or not getattr(model, "_is_graph_network", False):
+        return model, []
+    config = model.get_config()
+    names = {layer.name for layer in model.layers}
+    new_layers: list[dict[str, Any]] = []
+    done: list[Rewrite] = []
+    for entry in config["layers"]:
+        kind = entry.get("class_name")
+        name = entry.get("config", {}).get("name")
+        nodes = entry.get("inbound_nodes") or []
+        found = None
+        if kind in ("Rescaling", "Normalization", "BatchNormalization") and len(nodes) == 1:
+            layer = model.get_layer(name)
+            if kind != "BatchNormalization" or _standalone_bn(layer):
+                found = _affine_of(layer, kind)
+        scale_name = f"{name}_scale"
+        if found is None or scale_name in names:
+            new_layers.append(entry)
+            continue
+        scale, offset = found
+
+        def rescaling(layer_name: str, inbound: Any, **values: Any) -> dict[str, Any]:
+            return {
+                "module": "keras.layers",
+                "class_name": "Rescaling",
+                "config": {"name": layer_name, "trainable": False, "dtype": "float32", **values},
+                "registered_name": None,
+                "name": layer_name,
+                "inbound_nodes": inbound,
+            }
+
+        new_layers.append(rescaling(scale_name, nodes, scale=_as_config(scale), offset=0.0))
+        new_layers.append(
+            rescaling(name, [[[scale_name, 0, 0, {}]]], scale=1.0, offset=_as_config(offset))
+        )
+        op = "BatchNormalization (standalone; frozen)" if kind == "BatchNormalization" else kind
+        done.append(Rewrite(name=name, op=op, replacement="Rescaling (scale) + Rescaling (shift)"))
+    if not done:
+        return model, []
+    config["layers"] = new_layers
     rebuilt = tf_keras.Model.from_config(config)
     old = {layer.name: layer for layer in model.layers}
     for layer in rebuilt.layers:

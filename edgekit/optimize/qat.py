@@ -5,8 +5,11 @@ for: MobileNetV3's op layers (`x + 3.0`, `x * (1/6)`), EfficientNet's `Rescaling
 and `Normalization`, `Multiply`, or a BatchNormalization that does not follow a
 convolution. `quantize_aware` instead (1) rewrites scalar op layers into built-in
 `Rescaling`/`ReLU` layers, (2) gives the layers TF-MOT has no config for an
-output-only 8-bit config, (3) leaves anything else float (the int8 converter then
-calibrates it from data), and (4) reports each layer's fate with the reason.
+output-only 8-bit config, (3) splits layers that become two TFLite ops (a multiply
+and an add) so each op has a trained range, (4) leaves anything else float (the int8
+converter then calibrates it from data), and (5) reports each layer's fate with the
+reason. A model with no float layer converts to int8 with the ranges it learned and
+no calibration data, so the int8 file computes what the QAT model computed.
 Collaborative optimization uses TF-MOT's own schemes: keep a pruned model's zeros,
 a clustered model's centroids, or both.
 
@@ -259,7 +262,8 @@ def plan(model: Any, config: config_lib.QATConfig) -> tuple[dict[str, Any], list
                 kind,
                 FLOAT,
                 f"TF-MOT has no 8-bit config for {kind}; trained in float, and the int8 "
-                "converter calibrates its range from the representative data",
+                "converter calibrates its range from the representative data (which then "
+                "re-measures every range, not only this one)",
             )
         )
     if not chosen:
@@ -286,6 +290,8 @@ def prepare(
     rewrites: list[_qat_rewrite.Rewrite] = []
     if config.rewrite_ops:
         owned, rewrites = _qat_rewrite.rewrite_ops(owned)
+        owned, split = _qat_rewrite.split_affine(owned)
+        rewrites += split
     chosen, decisions = plan(owned, config)
     annotate = tfmot.quantization.keras.quantize_annotate_layer
 
