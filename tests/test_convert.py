@@ -113,3 +113,43 @@ def test_result_save_refuses_to_overwrite(tmp_path, tiny_model):
     with pytest.raises(errors.UserInputError, match="--overwrite"):
         r.save(path)
     assert io.detect_format(path) == "tflite"
+
+
+def _weight_scale_counts(blob: bytes) -> list[int]:
+    from edgekit.lite import _schema
+
+    m = _schema.parse(blob)
+    sg = m.subgraphs[0]
+    return [
+        len(t.quantization.scales)
+        for t in sg.tensors
+        if t.dtype == "int8" and m.buffers[t.buffer].size and t.quantization
+    ]
+
+
+def test_choose_granularity_keeps_the_smaller_file_only_when_it_agrees(tiny_model, tiny_data):
+    x, _ = tiny_data
+    r = convert.convert(
+        tiny_model, ConvertConfig(mode="int8", choose_granularity=True), calibration_data=x
+    )
+    choice = r.converter_settings["granularity_choice"]
+    pc, pt = choice["per_channel"], choice["per_tensor"]
+    as_good = (
+        pt["agreement"] >= pc["agreement"] - 0.005 and pt["gzip_size_bytes"] < pc["gzip_size_bytes"]
+    )
+    assert choice["chosen"] == ("per_tensor" if as_good else "per_channel")
+    assert r.gzip_size_bytes == (pt if as_good else pc)["gzip_size_bytes"]
+    # The file holds what was chosen: one weight scale per tensor, or one per channel.
+    counts = _weight_scale_counts(r.tflite_bytes)
+    assert (max(counts) == 1) == (choice["chosen"] == "per_tensor"), counts
+    # Both candidates were measured on the calibration samples against the float model.
+    assert choice["samples"] == r.num_calibration_samples == len(x)
+    for key in ("per_channel", "per_tensor"):
+        assert 0.0 <= choice[key]["agreement"] <= 1.0
+    plain = convert.convert(tiny_model, ConvertConfig(mode="int8"), calibration_data=x)
+    assert max(_weight_scale_counts(plain.tflite_bytes)) > 1
+
+
+def test_choose_granularity_needs_an_int8_mode():
+    with pytest.raises(errors.UserInputError, match="choose_granularity.*int8"):
+        ConvertConfig(mode="float16", choose_granularity=True)

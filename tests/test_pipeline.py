@@ -208,6 +208,9 @@ def test_every_builtin_recipe_meets_its_bounds(example, example_dir, tmp_path, n
     }[name]
     assert drop <= bound, (name, drop, s["result"])
     assert s["result"]["parity"]["top1_agreement"] >= 0.98
+    if name == "prune80_int8":
+        # Issue 4: pruned to 80% and int8, gzip -9, at most 1/8 of the float32 file's gzip.
+        assert s["ratios"]["gzip_size"] <= 1 / 8, s["ratios"]
     assert (tmp_path / name / "report.html").exists()
 
 

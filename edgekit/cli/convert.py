@@ -27,7 +27,8 @@ _IO_TYPE = flags.DEFINE_enum(
 _CALIBRATION = flags.DEFINE_string(
     "calibration_data",
     None,
-    "Calibration data (.npz with x, .npy, or image folder); needed by int8 modes.",
+    "Calibration data (.npz with x, .npy, or image folder); needed by int8 modes, except "
+    "for a quantization-aware-trained model (it keeps the ranges it learned).",
 )
 _NUM_CALIBRATION = flags.DEFINE_integer(
     "num_calibration_samples",
@@ -37,6 +38,12 @@ _NUM_CALIBRATION = flags.DEFINE_integer(
 )
 _PER_CHANNEL = flags.DEFINE_bool(
     "per_channel", True, "Per-channel weight scales (False: per-tensor, smaller)."
+)
+_CHOOSE = flags.DEFINE_bool(
+    "choose_granularity",
+    False,
+    "int8: convert per-channel and per-tensor, keep per-tensor if it agrees with the float "
+    "model as well on the calibration samples (within 0.5 points) and is smaller gzipped.",
 )
 _SPARSE = flags.DEFINE_bool(
     "sparse_weights", False, "Store sparse weights with TFLite's sparse encoding."
@@ -115,6 +122,7 @@ def main(argv: Sequence[str]) -> None:
         allow_select_tf_ops=_SELECT_TF_OPS.value,
         sparse_weights=_SPARSE.value,
         per_channel=_PER_CHANNEL.value,
+        choose_granularity=_CHOOSE.value,
     )
     # Refuse an existing output before loading or converting anything.
     io.check_output_path(_OUTPUT.value, overwrite=_OVERWRITE.value)
