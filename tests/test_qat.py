@@ -148,9 +148,13 @@ def test_int8_of_partly_float_qat_model_needs_calibration():
 
 
 def test_saved_model_loads_with_plain_tf_keras_in_fresh_process(trained, tmp_path):
+    _, _, q, _, x = trained
+    _loads_in_fresh_process(q, x, tmp_path)
+
+
+def _loads_in_fresh_process(q, x, tmp_path):
     from edgekit import io
 
-    _, _, q, _, x = trained
     path = tmp_path / "qat.keras"
     io.save_model(q, path)
     np.save(tmp_path / "x.npy", x[:4])
@@ -395,3 +399,32 @@ def test_cluster_preserving_qat_keeps_centroids(preserve):
         assert abs(report.sparsity_after - report.sparsity_before) <= 0.01
     result = convert_lib.convert(q, config_lib.ConvertConfig(mode="int8"), calibration_data=x)
     assert runtime.LiteModel(result.tflite_bytes).predict(x[:4]).shape == (4, 4)
+
+
+def test_swish_inside_a_layer_is_moved_out_so_int8_needs_no_calibration(tmp_path):
+    # EfficientNet's squeeze-excite convs carry activation="swish"; TF-MOT quantizes
+    # only the swish output, and TFLite's LOGISTIC + MUL then lack the conv's range.
+    k = _compat.tf_keras()
+    k.utils.set_random_seed(0)
+    inp = k.Input((8, 8, 3))
+    x = k.layers.Rescaling(1 / 255.0)(inp)
+    x = k.layers.Conv2D(8, 3, padding="same", activation="swish")(x)
+    se = k.layers.GlobalAveragePooling2D(keepdims=True)(x)
+    se = k.layers.Conv2D(4, 1, activation="swish")(se)
+    se = k.layers.Conv2D(8, 1, activation="sigmoid")(se)
+    x = k.layers.Multiply()([x, se])
+    out = k.layers.Dense(4)(k.layers.Flatten()(x))
+    model = k.Model(inp, out)
+    x_data, y = _data(64)
+    q, report = qat.quantize_aware(model, config_lib.QATConfig(), (x_data, y), fit=FIT)
+    moved = [r for r in report.rewrites if r.replacement.startswith("Activation(sigmoid)")]
+    assert sorted(r.op.split(" ")[0] for r in moved) == ["sigmoid", "swish", "swish"], moved
+    assert all(" inside " in r.op for r in moved)
+    result = convert_lib.convert(q, config_lib.ConvertConfig(mode="int8"))
+    assert result.converter_settings["ranges"].startswith("from quantization-aware training")
+    assert convert_lib.float_ops(result.tflite_bytes) == []
+    xt = _data(32, seed=1)[0]
+    want, got = q.predict(xt, verbose=0), runtime.LiteModel(result.tflite_bytes).predict(xt)
+    cos = float((want * got).sum() / np.linalg.norm(want) / np.linalg.norm(got))
+    assert cos >= 0.99, cos
+    _loads_in_fresh_process(q, xt, tmp_path)  # the sigmoid's quantize config too

@@ -192,6 +192,17 @@ class QuantizeLayer(quantize_layer.QuantizeLayer):
         self.built = True
 
 
+class SigmoidOutputQuantizeConfig(default_8bit_quantize_configs.Default8BitOutputQuantizeConfig):
+    """Quantizes a sigmoid's output to TFLite's fixed int8 range: [0, 1) in steps of 1/256.
+
+    TFLite's int8 LOGISTIC always outputs scale 1/256, zero point -128; TF-MOT leaves
+    a sigmoid's output float, so QAT never saw that rounding.
+    """
+
+    def get_output_quantizers(self, layer: Any) -> list[Any]:
+        return [quantizers.FixedQuantizer(8, 0.0, 255.0 / 256.0, narrow_range=False)]
+
+
 def _quantization_objects() -> dict[str, Any]:
     """Everything `quantize_scope()` provides, plus the collaborative-optimization quantizers."""
     objects: dict[str, Any] = {}
@@ -210,6 +221,7 @@ def _quantization_objects() -> dict[str, Any]:
     objects["QATModel"] = QATModel
     objects["DepthwiseWeightsQuantizer"] = DepthwiseWeightsQuantizer
     objects["DepthwiseQuantizeConfig"] = DepthwiseQuantizeConfig
+    objects["SigmoidOutputQuantizeConfig"] = SigmoidOutputQuantizeConfig
     return objects
 
 
@@ -222,6 +234,11 @@ tf_keras.utils.get_custom_objects().update(OBJECTS)
 def output_config() -> Any:
     """A config that quantizes a layer's output only (8-bit, moving-average range)."""
     return default_8bit_quantize_configs.Default8BitOutputQuantizeConfig()
+
+
+def sigmoid_output_config() -> Any:
+    """A config that quantizes a sigmoid's output as TFLite's int8 kernel does."""
+    return SigmoidOutputQuantizeConfig()
 
 
 def no_op_config() -> Any:

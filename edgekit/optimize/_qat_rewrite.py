@@ -222,3 +222,106 @@ def split_affine(model: Any) -> tuple[Any, list[Rewrite]]:
         if layer.weights and layer.name in old:
             layer.set_weights(old[layer.name].get_weights())
     return rebuilt, done
+
+
+# TFLite runs swish as LOGISTIC then MUL, and LOGISTIC's int8 output has a fixed step
+# of 1/256. TF-MOT quantizes only a swish's output, and a sigmoid's not at all, so the
+# int8 file rounded values the QAT model never rounded (and a convolution with a fused
+# swish had no trained output range at all).
+_SIGMOIDS = ("sigmoid",)
+_SWISHES = ("swish", "silu")
+_WEIGHTED = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D", "Dense")
+
+
+def _redirect(value: Any, old: str, new: str) -> Any:
+    """`value` with every tensor reference [old, node, tensor(, kwargs)] pointing at `new`."""
+    if isinstance(value, list):
+        if (
+            len(value) in (3, 4)
+            and value[0] == old
+            and isinstance(value[1], int)
+            and isinstance(value[2], int)
+        ):
+            return [new, *value[1:]]
+        return [_redirect(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: _redirect(v, old, new) for k, v in value.items()}
+    return value
+
+
+def _layer_entry(class_name: str, name: str, inbound: Any, **config: Any) -> dict[str, Any]:
+    return {
+        "module": "keras.layers",
+        "class_name": class_name,
+        "config": {"name": name, "trainable": True, "dtype": "float32", **config},
+        "registered_name": None,
+        "name": name,
+        "inbound_nodes": inbound,
+    }
+
+
+def split_activations(model: Any) -> tuple[Any, list[Rewrite]]:
+    """Returns (model with sigmoid and swish made explicit layers, what was rewritten).
+
+    `Conv2D(..., activation="sigmoid")` becomes `Conv2D(...)` then
+    `Activation("sigmoid")` (`<name>_sigmoid`); a swish, fused or an `Activation`
+    layer, becomes `Activation("sigmoid")` and `Multiply()` of the input and the
+    sigmoid (the layer's name, or `<name>_swish` when fused), which is how TFLite runs
+    it. Same function; QAT then quantizes every value TFLite's int8 kernels keep.
+    """
+    tf_keras = _compat.tf_keras()
+    if isinstance(model, tf_keras.Sequential) or not getattr(model, "_is_graph_network", False):
+        return model, []
+    config = model.get_config()
+    names = {layer.name for layer in model.layers}
+    moved: dict[str, str] = {}  # a fused layer's name -> the name of its new last layer
+    added: set[str] = set()
+    new_layers: list[dict[str, Any]] = []
+    done: list[Rewrite] = []
+    for entry in config["layers"]:
+        kind = entry.get("class_name")
+        layer_config = entry.get("config", {})
+        name = layer_config.get("name")
+        activation = layer_config.get("activation")
+        nodes = entry.get("inbound_nodes") or []
+        fused = kind in _WEIGHTED and activation in _SIGMOIDS + _SWISHES
+        standalone = kind == "Activation" and activation in _SWISHES
+        sigmoid = f"{name}_sigmoid"
+        swish = f"{name}_swish" if fused else name
+        if not (fused or standalone) or len(nodes) != 1 or {sigmoid, swish} & (names - {name}):
+            new_layers.append(entry)
+            continue
+        if fused:
+            layer_config["activation"] = "linear"
+            new_layers.append(entry)
+            source = [[name, 0, 0, {}]]
+        else:
+            source = nodes[0]
+        new_layers.append(_layer_entry("Activation", sigmoid, [source], activation="sigmoid"))
+        last = sigmoid
+        if activation in _SWISHES:
+            inbound = [[*source, [sigmoid, 0, 0, {}]]]
+            new_layers.append(_layer_entry("Multiply", swish, inbound))
+            last = swish
+        added.update({sigmoid, last})
+        if fused:
+            moved[name] = last
+        replacement = "Activation(sigmoid)" + (" * input" if activation in _SWISHES else "")
+        where = f"inside {name}" if fused else "layer"
+        done.append(Rewrite(name=last, op=f"{activation} {where}", replacement=replacement))
+    if not done:
+        return model, []
+    for entry in new_layers:
+        if entry["config"]["name"] in added:
+            continue
+        for old, new in moved.items():
+            entry["inbound_nodes"] = _redirect(entry.get("inbound_nodes"), old, new)
+    for old, new in moved.items():
+        config["output_layers"] = _redirect(config["output_layers"], old, new)
+    config["layers"] = new_layers
+    rebuilt = tf_keras.Model.from_config(config)
+    old_layers = {layer.name: layer for layer in model.layers}
+    for layer in rebuilt.layers:
+        if layer.weights and layer.name in old_layers:
+            layer.set_weights(old_layers[layer.name].get_weights())
+    return rebuilt, done

@@ -184,6 +184,18 @@ def plan(model: Any, config: config_lib.QATConfig) -> tuple[dict[str, Any], list
         if reason:
             decisions.append(LayerDecision(layer.name, kind, FLOAT, reason))
             continue
+        if kind == "Activation" and getattr(layer.activation, "__name__", "") == "sigmoid":
+            chosen[layer.name] = _qat_configs.sigmoid_output_config()
+            decisions.append(
+                LayerDecision(
+                    layer.name,
+                    kind,
+                    QUANTIZED,
+                    "sigmoid output quantized to TFLite's fixed int8 range (steps of 1/256), "
+                    "which TF-MOT leaves float",
+                )
+            )
+            continue
         if kind in _SAME_SCALE_TYPES:
             chosen[layer.name] = _qat_configs.no_op_config()
             decisions.append(
@@ -291,7 +303,8 @@ def prepare(
     if config.rewrite_ops:
         owned, rewrites = _qat_rewrite.rewrite_ops(owned)
         owned, split = _qat_rewrite.split_affine(owned)
-        rewrites += split
+        owned, moved = _qat_rewrite.split_activations(owned)
+        rewrites += split + moved
     chosen, decisions = plan(owned, config)
     annotate = tfmot.quantization.keras.quantize_annotate_layer
 
