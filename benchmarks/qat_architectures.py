@@ -1,19 +1,27 @@
 """QAT (and prune-then-QAT) on real architectures: does int8 conversion run and agree?
 
-For each `tf_keras.applications` model (random weights, 32x32 inputs, 10 logits):
-settle batch norm on random data (a random model's activations otherwise vanish,
-std ~1e-11, and every cosine is noise), run `edgekit.optimize.qat.quantize_aware`
-for a few steps, convert to full int8 with `edgekit.convert`, and compare the int8
-file with the QAT Keras model on 32 random inputs. With prune_qat, the model is first
-pruned to 50% (`edgekit.optimize.prune.prune`) and QAT keeps the zeros
-(preserve=sparsity). The "noise floor" column is the cosine between the QAT model's
-outputs and its own outputs after jittering every input pixel by at most half an
-input quantization step: random-weight networks amplify tiny changes, and no int8
-file can agree with the QAT model better than that.
+For each `tf_keras.applications` model (32x32 inputs, 10 logits, no download): start
+from weights trained for a few epochs on the bundled digits (8x8 scans enlarged to
+32x32 RGB; `--weights=digits`, the default) or from random weights with batch norm
+settled on random data (`--weights=random`, the issue's literal setting); run
+`edgekit.optimize.qat.quantize_aware` for a few steps on random data; convert to full
+int8 with `edgekit.convert` (which keeps the ranges QAT learned); compare the int8
+file with the QAT Keras model on 32 random inputs. With prune_qat, the model is
+first pruned to 50% (`edgekit.optimize.prune.prune`) and QAT keeps the zeros
+(preserve=sparsity); with prune, the pruned model goes to post-training int8
+(calibrated on the random data) and is compared with the pruned float model.
+
+The "one-step floor" column is the cosine between the QAT model's outputs and its
+own outputs after moving ONE input value of each image by one input quantization
+step. Random-weight networks amplify such a change through every layer (a single
+pixel moves MobileNetV2's outputs to a cosine of about 0.87), and any int8 file
+that is not bit-exact with the float simulation differs from it by more than that;
+there the int8 agreement can only be read against this floor. Trained weights do
+not amplify so: there the floor is above 0.99 and the issue's 0.98 bar applies.
 
 Usage:
     python benchmarks/qat_architectures.py --models=MobileNetV3Small,EfficientNetB0 \\
-        [--variants=qat,prune_qat] [--json=OUT.json]
+        [--variants=qat,prune_qat] [--weights=digits|random] [--json=OUT.json]
 """
 
 from __future__ import annotations
@@ -45,14 +53,21 @@ def _define_flags() -> None:
     flags.DEFINE_list(
         "variants",
         ["qat"],
-        "qat (QAT alone) and/or prune_qat (prune to 50%, then sparsity-preserving QAT).",
+        "qat (QAT alone), prune (prune to 50%, then post-training int8) and/or prune_qat "
+        "(prune to 50%, then sparsity-preserving QAT).",
     )
     flags.DEFINE_integer("steps", 2, "QAT (and pruning) training steps.", lower_bound=1)
+    flags.DEFINE_enum(
+        "weights", "digits", ["digits", "random"], "Start from digits-trained or random weights."
+    )
+    flags.DEFINE_integer(
+        "epochs", 3, "Epochs on the digits before QAT (--weights=digits).", lower_bound=1
+    )
     flags.DEFINE_string("json", None, "Write the rows as JSON here.")
 
 
-def build(name: str, *, seed: int = 0) -> Any:
-    """The architecture with random weights and batch norm settled on random data."""
+def build(name: str, *, seed: int = 0, weights: str = "digits", epochs: int = 3) -> Any:
+    """The architecture, digits-trained or random, with batch norm settled on its data."""
     from edgekit import _compat
 
     k = _compat.tf_keras()
@@ -60,13 +75,37 @@ def build(name: str, *, seed: int = 0) -> Any:
     model = getattr(k.applications, name)(
         weights=None, input_shape=(SIZE, SIZE, 3), classes=10, classifier_activation=None
     )
+    if weights == "digits":
+        (x, y), _ = digit_images()
+        model.compile(
+            k.optimizers.Adam(1e-3),
+            k.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+        settle = x[:: max(1, len(x) // 256)]
+    else:
+        settle = random_images(64, seed=seed + 1)
+    # One pass in training mode with momentum 0 gives every batch norm the statistics
+    # of the data (a random model's activations otherwise vanish, std ~1e-11).
     bns = [layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"]
     for layer in bns:
         layer.momentum = 0.0
-    model(random_images(64, seed=seed + 1), training=True)
+    model(settle, training=True)
     for layer in bns:
         layer.momentum = 0.99
     return model
+
+
+def digit_images() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The bundled digits as 32x32 RGB images in [0, 255] (train, test)."""
+    from edgekit.datasets import digits
+
+    def enlarge(x: np.ndarray) -> np.ndarray:
+        x = np.kron(x, np.ones((1, SIZE // 8, SIZE // 8, 1), np.float32)) * 255.0
+        return np.repeat(x, 3, axis=-1).astype("float32")
+
+    (x_train, y_train), (x_test, y_test) = digits.load_digits()
+    return (enlarge(x_train), y_train), (enlarge(x_test), y_test)
 
 
 def random_images(n: int, *, seed: int) -> np.ndarray:
@@ -80,17 +119,55 @@ def cosines(want: np.ndarray, got: np.ndarray) -> tuple[float, float, float]:
     return flat, float(per.mean()), float(per.min())
 
 
-def run_one(name: str, *, prune_first: bool = False, steps: int = 2) -> dict[str, Any]:
-    """QAT (optionally after pruning) one architecture, convert to int8, compare."""
+def one_step_floor(model: Any, x: np.ndarray, *, seed: int = 0) -> float:
+    """Cosine of `model`'s outputs before and after moving one value per image by one step."""
+    base = np.round(x)
+    moved = base.copy().reshape(len(x), -1)
+    rs = np.random.RandomState(seed)
+    for row in moved:
+        j = rs.randint(row.size)
+        row[j] = row[j] + 1 if row[j] < 255 else row[j] - 1
+    want = model.predict(base, verbose=0)
+    return cosines(want, model.predict(moved.reshape(x.shape), verbose=0))[0]
+
+
+VARIANTS = ("qat", "prune", "prune_qat")
+
+
+def run_one(
+    name: str,
+    *,
+    variant: str = "qat",
+    steps: int = 2,
+    weights: str = "digits",
+    epochs: int = 3,
+    model: Any = None,
+) -> dict[str, Any]:
+    """Prune and/or QAT one architecture, convert to full int8, compare with Keras.
+
+    variant "qat": QAT; "prune": prune to 50%, then post-training int8 (calibrated;
+    compared with the pruned float model); "prune_qat": prune, then QAT that keeps
+    the zeros. `model`, if given, is the result of `build(name, weights=weights)`
+    (the tests reuse one); it is not changed.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
+    prune_first = variant != "qat"
     from edgekit import config, convert, runtime
     from edgekit.optimize import qat
 
     start = time.perf_counter()
-    model = build(name)
+    if model is None:
+        model = build(name, weights=weights, epochs=epochs)
     x = random_images(64, seed=2)
     y = np.random.RandomState(3).randint(0, 10, len(x))
     fit = config.FitConfig(epochs=1, steps_per_epoch=steps, batch_size=16, learning_rate=1e-4)
-    row: dict[str, Any] = {"model": name, "pruned": prune_first}
+    row: dict[str, Any] = {"model": name, "variant": variant, "weights": weights}
+    if weights == "digits":
+        _, (x_test, y_test) = digit_images()
+        row["float_digits_accuracy"] = round(
+            float(np.mean(model.predict(x_test, verbose=0).argmax(-1) == y_test)), 4
+        )
     qat_config = config.QATConfig()
     if prune_first:
         from edgekit.optimize import prune
@@ -100,28 +177,28 @@ def run_one(name: str, *, prune_first: bool = False, steps: int = 2) -> dict[str
         )
         row["pruned_sparsity"] = pruned.achieved_sparsity
         qat_config = config.QATConfig(preserve="sparsity")
-    qat_model, report = qat.quantize_aware(model, qat_config, (x, y), fit=fit)
-    row["qat_seconds"] = round(time.perf_counter() - start, 1)
-    row["quantized"] = report.num_quantized
-    row["float"] = report.num_float
-    row["float_layers"] = sorted({f"{d.type}: {d.reason}" for d in report.float_layers()})
-    row["rewrites"] = len(report.rewrites)
-    if prune_first:
-        row["sparsity_before"] = report.sparsity_before
-        row["sparsity_after"] = report.sparsity_after
-    result = convert.convert(qat_model, config.ConvertConfig(mode="int8"), calibration_data=x)
+    if variant == "prune":
+        keras_model = model
+        row["sparsity_before"] = row["sparsity_after"] = row["pruned_sparsity"]
+    else:
+        keras_model, report = qat.quantize_aware(model, qat_config, (x, y), fit=fit)
+        row["quantized"] = report.num_quantized
+        row["float"] = report.num_float
+        row["float_layers"] = sorted({f"{d.type}: {d.reason}" for d in report.float_layers()})
+        row["rewrites"] = len(report.rewrites)
+        if prune_first:
+            row["sparsity_before"] = report.sparsity_before
+            row["sparsity_after"] = report.sparsity_after
+    row["train_seconds"] = round(time.perf_counter() - start, 1)
+    result = convert.convert(keras_model, config.ConvertConfig(mode="int8"), calibration_data=x)
+    row["ranges"] = result.converter_settings.get("ranges")
     lite = runtime.LiteModel(result.tflite_bytes)
     xt = random_images(32, seed=4)
-    want = qat_model.predict(xt, verbose=0)
+    want = keras_model.predict(xt, verbose=0)
     got = lite.predict(xt)
     row["int8_kb"] = round(result.size_bytes / 1024)
     row["cos"], row["cos_mean"], row["cos_min"] = (round(c, 4) for c in cosines(want, got))
-    # How far the QAT model itself moves when each input pixel moves by at most half
-    # an input quantization step: a random-weight network amplifies tiny changes, and
-    # int8 rounding cannot be expected to agree better than this.
-    noise = np.random.RandomState(5).uniform(-0.5, 0.5, xt.shape).astype("float32")
-    jittered = qat_model.predict(np.clip(xt + noise, 0, 255), verbose=0)
-    row["noise_floor"] = round(cosines(want, jittered)[0], 4)
+    row["one_step_floor"] = round(one_step_floor(keras_model, xt), 4)
     row["seconds"] = round(time.perf_counter() - start, 1)
     return row
 
@@ -131,31 +208,48 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     rows = []
     for name in flags.FLAGS.models:
-        for prune_first in [v == "prune_qat" for v in flags.FLAGS.variants]:
+        start = time.perf_counter()
+        model = build(name, weights=flags.FLAGS.weights, epochs=flags.FLAGS.epochs)
+        build_seconds = round(time.perf_counter() - start, 1)
+        for variant in flags.FLAGS.variants:
             try:
-                row = run_one(name, prune_first=prune_first, steps=flags.FLAGS.steps)
+                row = run_one(
+                    name,
+                    variant=variant,
+                    steps=flags.FLAGS.steps,
+                    weights=flags.FLAGS.weights,
+                    epochs=flags.FLAGS.epochs,
+                    model=model,
+                )
+                row["build_seconds"] = build_seconds
             except Exception as e:  # noqa: BLE001 - a benchmark reports every failure and goes on
                 row = {
                     "model": name,
-                    "pruned": prune_first,
+                    "variant": variant,
                     "error": f"{type(e).__name__}: {e}"[:500],
                 }
             rows.append(row)
             print(json.dumps(row), flush=True)
     header = (
-        "| model | pruned | quantized/float layers | int8 KB | cosine int8 vs QAT (batch) | "
-        "per-sample mean/min | QAT vs itself, input ±0.5 | sparsity before→after | s |"
+        "| model | weights | variant | quantized/float layers | int8 KB | cosine int8 vs Keras "
+        "(batch) | per-sample mean/min | one-step floor | sparsity before→after | s |"
     )
     print(header)
-    print("|" + "---|" * 9)
+    print("|" + "---|" * 10)
     for r in rows:
         if "error" in r:
-            print(f"| {r['model']} | {r['pruned']} | ERROR {r['error'][:80]} | | | | | | |")
+            print(f"| {r['model']} | | {r['variant']} | ERROR {r['error'][:80]} | | | | | | |")
             continue
-        sp = f"{r['sparsity_before']:.3f}→{r['sparsity_after']:.3f}" if r["pruned"] else "-"
+        sp = (
+            f"{r['sparsity_before']:.3f}→{r['sparsity_after']:.3f}"
+            if "sparsity_after" in r
+            else "-"
+        )
+        layers = f"{r['quantized']}/{r['float']}" if "quantized" in r else "PTQ"
         print(
-            f"| {r['model']} | {r['pruned']} | {r['quantized']}/{r['float']} | {r['int8_kb']} | "
-            f"{r['cos']} | {r['cos_mean']}/{r['cos_min']} | {r['noise_floor']} | {sp} | "
+            f"| {r['model']} | {r['weights']} | {r['variant']} | {layers} | "
+            f"{r['int8_kb']} | {r['cos']} | {r['cos_mean']}/{r['cos_min']} | "
+            f"{r['one_step_floor']} | {sp} | "
             f"{r['seconds']} |"
         )
     if flags.FLAGS.json:

@@ -577,8 +577,9 @@ class QATConfig(_Config):
         op layers; and split layers that become a multiply and an add in TFLite
         (Rescaling with scale and offset, Normalization, standalone
         BatchNormalization, whose statistics are then frozen) into a scale and a
-        shift layer, so both ops get a trained range and the int8 file needs no
-        calibration.
+        shift layer, and make sigmoid and swish (`sigmoid * x`) explicit layers with
+        the sigmoid's output on TFLite's fixed int8 grid, so every op gets a trained
+        range and the int8 file needs no calibration.
       exclude_layers: regular expression; layers whose names match stay float.
       skip_types: these layer class names stay float.
       init_ranges: before training, set every activation range from one pass over
