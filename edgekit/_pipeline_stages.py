@@ -167,17 +167,27 @@ def run_convert(ctx: Context) -> dict[str, Any]:
 
     cfg = ctx.recipe.convert
     n = min(cfg.num_calibration_samples, len(ctx.train)) if cfg.mode.needs_calibration else 0
-    ctx.progress.stage(
-        "convert", f"mode {cfg.mode.value}" + (f", calibrating on {n} samples" if n else "")
-    )
+    ctx.progress.stage("convert", f"mode {cfg.mode.value}")
     result = convert.convert(ctx.current, cfg, calibration_data=ctx.train.x if n else None)
     io.atomic_write_bytes(ctx.model_path, result.tflite_bytes, overwrite=True)
     io.save_model(ctx.current, ctx.out / "optimized.keras", overwrite=True)
     info = result.to_dict()
     io.write_json(ctx.state.file("convert.json"), info, overwrite=True)
+    how = result.converter_settings.get("ranges") or (
+        f"calibrated on {result.num_calibration_samples} samples"
+        if result.num_calibration_samples
+        else ""
+    )
+    choice = result.converter_settings.get("granularity_choice")
+    if isinstance(choice, dict):
+        how += (
+            "; per-tensor weights (as accurate as per-channel, smaller gzipped)"
+            if choice["chosen"] == "per_tensor"
+            else "; per-channel weights (per-tensor was less accurate or not smaller)"
+        )
     ctx.progress.note(
         f"{result.size_bytes / 1024:.1f} KB ({result.gzip_size_bytes / 1024:.1f} KB gzipped) "
-        f"in {result.conversion_seconds:.1f} s"
+        f"in {result.conversion_seconds:.1f} s" + (f"; ranges {how}" if how else "")
     )
     return info
 
