@@ -65,6 +65,30 @@ def _replacement(function: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, 
     return None
 
 
+def _layer_entry(
+    class_name: str, name: str, inbound: Any, *, trainable: bool = True, **config: Any
+) -> dict[str, Any]:
+    """A built-in Keras layer as a Functional model config lists it."""
+    return {
+        "module": "keras.layers",
+        "class_name": class_name,
+        "config": {"name": name, "trainable": trainable, "dtype": "float32", **config},
+        "registered_name": None,
+        "name": name,
+        "inbound_nodes": inbound,
+    }
+
+
+def _rebuild(model: Any, config: dict[str, Any]) -> Any:
+    """The model `config` describes, with `model`'s weights for the layers both name."""
+    rebuilt = _compat.tf_keras().Model.from_config(config)
+    old = {layer.name: layer for layer in model.layers}
+    for layer in rebuilt.layers:
+        if layer.weights and layer.name in old:
+            layer.set_weights(old[layer.name].get_weights())
+    return rebuilt
+
+
 def rewrite_ops(model: Any) -> tuple[Any, list[Rewrite]]:
     """Returns (a model with scalar op layers rewritten, what was rewritten).
 
@@ -96,24 +120,14 @@ def rewrite_ops(model: Any) -> tuple[Any, list[Rewrite]]:
         name = entry["config"]["name"]
         entry.clear()
         entry.update(
-            {
-                "module": "keras.layers",
-                "class_name": class_name,
-                "config": {"name": name, "trainable": True, "dtype": "float32", **layer_config},
-                "registered_name": None,
-                "name": name,
-                "inbound_nodes": [[[source, node_index, tensor_index, {}]]],
-            }
+            _layer_entry(
+                class_name, name, [[[source, node_index, tensor_index, {}]]], **layer_config
+            )
         )
         done.append(Rewrite(name=name, op=f"tf.{function}", replacement=class_name))
     if not done:
         return model, []
-    rebuilt = tf_keras.Model.from_config(config)
-    old = {layer.name: layer for layer in model.layers}
-    for layer in rebuilt.layers:
-        if layer.weights and layer.name in old:
-            layer.set_weights(old[layer.name].get_weights())
-    return rebuilt, done
+    return _rebuild(model, config), done
 
 
 # A BatchNormalization right after one of these (with no activation) is folded into
@@ -197,31 +211,16 @@ def split_affine(model: Any) -> tuple[Any, list[Rewrite]]:
             continue
         scale, offset = found
 
-        def rescaling(layer_name: str, inbound: Any, **values: Any) -> dict[str, Any]:
-            return {
-                "module": "keras.layers",
-                "class_name": "Rescaling",
-                "config": {"name": layer_name, "trainable": False, "dtype": "float32", **values},
-                "registered_name": None,
-                "name": layer_name,
-                "inbound_nodes": inbound,
-            }
-
-        new_layers.append(rescaling(scale_name, nodes, scale=_as_config(scale), offset=0.0))
-        new_layers.append(
-            rescaling(name, [[[scale_name, 0, 0, {}]]], scale=1.0, offset=_as_config(offset))
-        )
+        frozen = {"trainable": False, "scale": _as_config(scale), "offset": 0.0}
+        new_layers.append(_layer_entry("Rescaling", scale_name, nodes, **frozen))
+        shift = {"trainable": False, "scale": 1.0, "offset": _as_config(offset)}
+        new_layers.append(_layer_entry("Rescaling", name, [[[scale_name, 0, 0, {}]]], **shift))
         op = "BatchNormalization (standalone; frozen)" if kind == "BatchNormalization" else kind
         done.append(Rewrite(name=name, op=op, replacement="Rescaling (scale) + Rescaling (shift)"))
     if not done:
         return model, []
     config["layers"] = new_layers
-    rebuilt = tf_keras.Model.from_config(config)
-    old = {layer.name: layer for layer in model.layers}
-    for layer in rebuilt.layers:
-        if layer.weights and layer.name in old:
-            layer.set_weights(old[layer.name].get_weights())
-    return rebuilt, done
+    return _rebuild(model, config), done
 
 
 # TFLite runs swish as LOGISTIC then MUL, and LOGISTIC's int8 output has a fixed step
@@ -247,17 +246,6 @@ def _redirect(value: Any, old: str, new: str) -> Any:
     if isinstance(value, dict):
         return {k: _redirect(v, old, new) for k, v in value.items()}
     return value
-
-
-def _layer_entry(class_name: str, name: str, inbound: Any, **config: Any) -> dict[str, Any]:
-    return {
-        "module": "keras.layers",
-        "class_name": class_name,
-        "config": {"name": name, "trainable": True, "dtype": "float32", **config},
-        "registered_name": None,
-        "name": name,
-        "inbound_nodes": inbound,
-    }
 
 
 def split_activations(model: Any) -> tuple[Any, list[Rewrite]]:
@@ -319,9 +307,4 @@ def split_activations(model: Any) -> tuple[Any, list[Rewrite]]:
     for old, new in moved.items():
         config["output_layers"] = _redirect(config["output_layers"], old, new)
     config["layers"] = new_layers
-    rebuilt = tf_keras.Model.from_config(config)
-    old_layers = {layer.name: layer for layer in model.layers}
-    for layer in rebuilt.layers:
-        if layer.weights and layer.name in old_layers:
-            layer.set_weights(old_layers[layer.name].get_weights())
-    return rebuilt, done
+    return _rebuild(model, config), done
