@@ -337,7 +337,7 @@ def float_ops(blob: bytes) -> list[str]:
         for op in sg.operators:
             name = inspect.op_type(m, op)
             tensors = [sg.tensors[i] for i in (*op.inputs, *op.outputs) if i >= 0]
-            is_float = any(t.type in (0, 1, 10, 18) for t in tensors)
+            is_float = any(t.type in inspect.FLOAT_TYPES for t in tensors)
             if is_float and name not in ("QUANTIZE", "DEQUANTIZE"):
                 found.append(name)
     return sorted(set(found))

@@ -48,6 +48,17 @@ def _settle_batch_norm(model, x):
     return model
 
 
+def _conv_dense_model():
+    """A small conv + dense model with kernels to prune and cluster (seed set by the caller)."""
+    k = _compat.tf_keras()
+    inp = k.Input((8, 8, 3))
+    h = k.layers.Rescaling(1 / 255)(inp)
+    h = k.layers.Conv2D(16, 3, activation="relu")(h)
+    h = k.layers.Flatten()(h)
+    out = k.layers.Dense(4)(k.layers.Dense(32, activation="relu")(h))
+    return k.Model(inp, out)
+
+
 def _data(n: int = 64, seed: int = 0):
     rs = np.random.RandomState(seed)
     x = rs.uniform(0, 255, (n, 8, 8, 3)).astype("float32")
@@ -235,12 +246,7 @@ def test_sparsity_preserving_qat_keeps_sparsity():
     k = _compat.tf_keras()
     x, y = _data(128)
     k.utils.set_random_seed(0)
-    inp = k.Input((8, 8, 3))
-    h = k.layers.Rescaling(1 / 255)(inp)
-    h = k.layers.Conv2D(16, 3, activation="relu")(h)
-    h = k.layers.Flatten()(h)
-    out = k.layers.Dense(4)(k.layers.Dense(32, activation="relu")(h))
-    base = k.Model(inp, out)
+    base = _conv_dense_model()
     from edgekit.optimize import prune
 
     prune_cfg = config_lib.PruneConfig(
@@ -370,12 +376,7 @@ def test_cluster_preserving_qat_keeps_centroids(preserve):
     k = _compat.tf_keras()
     x, y = _data(128)
     k.utils.set_random_seed(0)
-    inp = k.Input((8, 8, 3))
-    h = k.layers.Rescaling(1 / 255)(inp)
-    h = k.layers.Conv2D(16, 3, activation="relu")(h)
-    h = k.layers.Flatten()(h)
-    out = k.layers.Dense(4)(k.layers.Dense(32, activation="relu")(h))
-    model = k.Model(inp, out)
+    model = _conv_dense_model()
     fit = config_lib.FitConfig(epochs=1, batch_size=32, learning_rate=1e-3)
     if preserve == "both":
         model, _ = prune.prune(

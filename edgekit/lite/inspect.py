@@ -54,7 +54,7 @@ _XNNPACK_CUSTOM = frozenset(
 )
 # Custom ops the standard TFLite / LiteRT op resolver registers.
 _BUILTIN_CUSTOM = frozenset({"TFLite_Detection_PostProcess"})
-_FLOAT_TYPES = frozenset({0, 1, 10, 18})
+FLOAT_TYPES = frozenset({0, 1, 10, 18})  # float32, float16, float64, bfloat16
 _NUMPY = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_,
           7: np.int16, 9: np.int8, 10: np.float64, 12: np.uint64, 15: np.uint32, 16: np.uint16}  # fmt: skip
 
@@ -320,7 +320,7 @@ def _build_report(
             if consts[ti]:
                 weight_buffers.add(t.buffer)
                 entry["zero_fraction"] = _zero_fraction(t, raw(t.buffer))
-                if t.type in _FLOAT_TYPES or q["kind"] != "none":
+                if t.type in FLOAT_TYPES or q["kind"] != "none":
                     params += math.prod(t.shape)
             tensors_out.append(entry)
         for oi, op in enumerate(sg.operators):

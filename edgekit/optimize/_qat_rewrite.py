@@ -166,15 +166,16 @@ def _affine_of(layer: Any, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
     return None
 
 
-def _standalone_bn(layer: Any) -> bool:
+def folded_into(layer: Any) -> Any:
+    """The layer a BatchNormalization `layer` folds into (TF-MOT and the converter), or None."""
     nodes = getattr(layer, "_inbound_nodes", [])
     if len(nodes) != 1:
-        return False
+        return None
     sources = _compat.tf().nest.flatten(nodes[0].inbound_layers)
     if len(sources) != 1 or type(sources[0]).__name__ not in _FOLDS_BN:
-        return True
+        return None
     activation = getattr(sources[0], "activation", None)
-    return getattr(activation, "__name__", None) != "linear"
+    return sources[0] if getattr(activation, "__name__", None) == "linear" else None
 
 
 def _as_config(value: np.ndarray) -> float | list[float]:
@@ -203,7 +204,7 @@ def split_affine(model: Any) -> tuple[Any, list[Rewrite]]:
         found = None
         if kind in ("Rescaling", "Normalization", "BatchNormalization") and len(nodes) == 1:
             layer = model.get_layer(name)
-            if kind != "BatchNormalization" or _standalone_bn(layer):
+            if kind != "BatchNormalization" or folded_into(layer) is None:
                 found = _affine_of(layer, kind)
         scale_name = f"{name}_scale"
         if found is None or scale_name in names:

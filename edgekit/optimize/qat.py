@@ -50,8 +50,6 @@ _OUTPUT_ONLY_TYPES = (
 # TFLite's int8 AVERAGE_POOL_2D needs the same scale in and out; TF-MOT gives the
 # output its own range and conversion then fails ("violate the same scale constraint").
 _SAME_SCALE_TYPES = ("AveragePooling1D", "AveragePooling2D")
-# A BatchNormalization right after one of these is folded by TF-MOT's transforms.
-_FOLDS_BN = ("Conv2D", "DepthwiseConv2D", "Dense")
 
 QUANTIZED = "quantized"
 FLOAT = "float"
@@ -132,14 +130,6 @@ def _scheme(preserve: config_lib.QATPreserve) -> Any:
     return q.default_8bit.Default8BitQuantizeScheme()
 
 
-def _inbound(layer: Any) -> list[Any]:
-    nodes = getattr(layer, "_inbound_nodes", [])
-    if len(nodes) != 1:
-        return []
-    tf = _compat.tf()
-    return list(tf.nest.flatten(nodes[0].inbound_layers))
-
-
 def _feeds_only_relu(layer: Any) -> bool:
     """True when the layer's output goes to exactly one ReLU layer (quantized there)."""
     nodes = getattr(layer, "_outbound_nodes", [])
@@ -147,11 +137,6 @@ def _feeds_only_relu(layer: Any) -> bool:
         return False
     consumer = nodes[0].outbound_layer
     return type(consumer).__name__ == "ReLU" and getattr(consumer, "negative_slope", 0) == 0
-
-
-def _linear(layer: Any) -> bool:
-    activation = getattr(layer, "activation", None)
-    return getattr(activation, "__name__", None) == "linear"
 
 
 def plan(model: Any, config: config_lib.QATConfig) -> tuple[dict[str, Any], list[LayerDecision]]:
@@ -172,6 +157,12 @@ def plan(model: Any, config: config_lib.QATConfig) -> tuple[dict[str, Any], list
     exclude = re.compile(config.exclude_layers) if config.exclude_layers else None
     chosen: dict[str, Any] = {}
     decisions: list[LayerDecision] = []
+
+    def quantize(layer: Any, quantize_config: Any, reason: str) -> None:
+        # quantize_config None: the registry's (TF-MOT's) own config.
+        chosen[layer.name] = quantize_config
+        decisions.append(LayerDecision(layer.name, type(layer).__name__, QUANTIZED, reason))
+
     for layer in model.layers:
         kind = type(layer).__name__
         if isinstance(layer, tf_keras.layers.InputLayer):
@@ -185,80 +176,53 @@ def plan(model: Any, config: config_lib.QATConfig) -> tuple[dict[str, Any], list
             decisions.append(LayerDecision(layer.name, kind, FLOAT, reason))
             continue
         if kind == "Activation" and getattr(layer.activation, "__name__", "") == "sigmoid":
-            chosen[layer.name] = _qat_configs.sigmoid_output_config()
-            decisions.append(
-                LayerDecision(
-                    layer.name,
-                    kind,
-                    QUANTIZED,
-                    "sigmoid output quantized to TFLite's fixed int8 range (steps of 1/256), "
-                    "which TF-MOT leaves float",
-                )
+            quantize(
+                layer,
+                _qat_configs.sigmoid_output_config(),
+                "sigmoid output quantized to TFLite's fixed int8 range (steps of 1/256), "
+                "which TF-MOT leaves float",
             )
             continue
         if kind in _SAME_SCALE_TYPES:
-            chosen[layer.name] = _qat_configs.no_op_config()
-            decisions.append(
-                LayerDecision(
-                    layer.name,
-                    kind,
-                    QUANTIZED,
-                    "TFLite's int8 average pool keeps its input's scale, so its output "
-                    "takes the input's range (TF-MOT's own range breaks int8 conversion)",
-                )
+            quantize(
+                layer,
+                _qat_configs.no_op_config(),
+                "TFLite's int8 average pool keeps its input's scale, so its output "
+                "takes the input's range (TF-MOT's own range breaks int8 conversion)",
             )
             continue
         if registry.supports(layer):
             if preserving and not scheme_registry.supports(layer):
-                chosen[layer.name] = registry.get_quantize_config(layer)
-                reason = (
+                quantize(
+                    layer,
+                    registry.get_quantize_config(layer),
                     f"TF-MOT 8-bit config; the {config.preserve.value}-preserving scheme "
-                    f"does not cover {kind}, so its weights are not preserved"
+                    f"does not cover {kind}, so its weights are not preserved",
                 )
             else:
-                chosen[layer.name] = None
-                reason = "TF-MOT 8-bit config"
-            decisions.append(LayerDecision(layer.name, kind, QUANTIZED, reason))
+                quantize(layer, None, "TF-MOT 8-bit config")
             continue
-        if kind == "BatchNormalization":
-            src = _inbound(layer)
-            if (
-                len(src) == 1
-                and type(src[0]).__name__ in _FOLDS_BN
-                and _linear(src[0])
-                and src[0].name in chosen
-            ):
-                chosen[layer.name] = None
-                decisions.append(
-                    LayerDecision(
-                        layer.name,
-                        kind,
-                        QUANTIZED,
-                        f"follows {type(src[0]).__name__} {src[0].name!r}; TF-MOT folds it in",
-                    )
-                )
-                continue
+        source = _qat_rewrite.folded_into(layer) if kind == "BatchNormalization" else None
+        if source is not None and source.name in chosen:
+            quantize(
+                layer,
+                None,
+                f"follows {type(source).__name__} {source.name!r}; TF-MOT folds it in",
+            )
+            continue
         if kind in _OUTPUT_ONLY_TYPES and _feeds_only_relu(layer):
-            chosen[layer.name] = _qat_configs.no_op_config()
-            decisions.append(
-                LayerDecision(
-                    layer.name,
-                    kind,
-                    QUANTIZED,
-                    "quantized after the ReLU that follows it (TFLite fuses the activation "
-                    "into the op, so no range is kept in between)",
-                )
+            quantize(
+                layer,
+                _qat_configs.no_op_config(),
+                "quantized after the ReLU that follows it (TFLite fuses the activation "
+                "into the op, so no range is kept in between)",
             )
             continue
         if kind in _OUTPUT_ONLY_TYPES:
-            chosen[layer.name] = _qat_configs.output_config()
-            decisions.append(
-                LayerDecision(
-                    layer.name,
-                    kind,
-                    QUANTIZED,
-                    f"edgekit output-only 8-bit config (TF-MOT has none for {kind})",
-                )
+            quantize(
+                layer,
+                _qat_configs.output_config(),
+                f"edgekit output-only 8-bit config (TF-MOT has none for {kind})",
             )
             continue
         if isinstance(layer, tf_keras.Model):
