@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 import _surface
+import pytest
 
 
 @pytest.fixture(scope="module")
