@@ -7,7 +7,8 @@ files keep loading.
 
 The package, lowest first: `base` (the round-trip machinery and the field checks),
 `training` (fine-tuning, prune, cluster, QAT, distill), `deployment` (convert,
-evaluate, benchmark, bundle) and `recipe` (one section per stage).
+evaluate, benchmark, bundle) and `recipe` (one section per stage). It imports
+nothing of edgekit but `errors`.
 
 Example:
     >>> cfg = ConvertConfig(mode="int8", io_type="uint8")
@@ -22,6 +23,7 @@ from edgekit.config.deployment import (
     ConvertMode,
     EvaluateConfig,
     IOType,
+    parse_target,
 )
 from edgekit.config.recipe import Recipe
 from edgekit.config.training import (
@@ -53,4 +55,5 @@ __all__ = [
     "QATPreserve",
     "Recipe",
     "Strategy",
+    "parse_target",
 ]

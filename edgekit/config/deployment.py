@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import urllib.parse
 
 from edgekit import errors
 from edgekit.config import base
@@ -228,9 +229,7 @@ class BenchmarkConfig(base.Config):
                 + errors.received(min_secs=self.min_secs, max_secs=self.max_secs)
             )
         if self.target is not None:
-            from edgekit import _remote
-
-            _remote.parse_target(self.target)
+            parse_target(self.target)
         if self.ssh_key is not None and not os.path.isfile(self.ssh_key):
             raise errors.UserInputError(
                 f"No SSH private key file at {self.ssh_key!r}. Pass the path of an existing key, "
@@ -242,6 +241,27 @@ class BenchmarkConfig(base.Config):
             return self.timeout_secs
         per_model = self.max_secs + max(self.warmup_min_secs, 0.0)
         return 120.0 + num_models * per_model * (3 if self.profile else 1)
+
+
+def parse_target(target: str) -> tuple[str, str, int]:
+    """Splits `ssh://user@host[:port]` into (user, host, port), or raises UserInputError."""
+    parsed = urllib.parse.urlsplit(target)
+    try:
+        port = parsed.port or 22
+    except ValueError:
+        port = -1
+    if (
+        parsed.scheme != "ssh"
+        or not parsed.username
+        or not parsed.hostname
+        or parsed.path not in ("", "/")
+        or not 0 < port < 65536
+    ):
+        raise errors.UserInputError(
+            "target must look like ssh://user@host or ssh://user@host:port (a Linux device "
+            "reachable with SSH keys). " + errors.received(target=target)
+        )
+    return parsed.username, parsed.hostname, port
 
 
 @dataclasses.dataclass(frozen=True)
