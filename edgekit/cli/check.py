@@ -94,11 +94,10 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    flags.mark_flag_as_required("model")
     global _check_failed
     _check_failed = False
     try:
-        _common.run(main)
+        _common.run(main, required=("model",))
     except SystemExit as e:
         # absl exits with 1 for a flag it cannot parse, a missing required flag or a
         # stray argument; in a CI gate 1 must mean "a check failed", so bad input of
