@@ -167,7 +167,7 @@ BAD_CLI = {
     "no limit": (["--model={d}/good.tflite"], "No limit given"),
     "missing model": (["--model={d}/missing.tflite", "--max_size_kb=5"], "No .tflite file"),
     "not a tflite": (["--model={d}/test.npz", "--max_size_kb=5"], "not a TFLite flatbuffer"),
-    "no model flag": (["--max_size_kb=5"], "--model must have a value"),
+    "no model flag": (["--max_size_kb=5"], "--model is required"),
     "accuracy out of range": (
         ["--model={d}/good.tflite", "--min_accuracy=90"],
         "not a number in the range",

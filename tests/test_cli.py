@@ -1,7 +1,10 @@
 """The commands: bad input gets one clear paragraph, a non-zero exit, no traceback, no file touched."""
 
 import json
+import subprocess
+import sys
 
+import _surface
 import numpy as np
 import pytest
 from conftest import make_tiny_model, run_cli, tree_snapshot
@@ -163,3 +166,64 @@ def test_evaluate_bad_inputs(workdir, tmp_path):
     _assert_user_error(proc, "No .tflite file")
     proc = run_cli("evaluate", "--model=model.keras", "--data=calib.npz", cwd=workdir)
     _assert_user_error(proc, "not a TFLite flatbuffer")
+
+
+# What each command says when run with no flags at all: the same sentence shape for
+# every command ("--x is required" / "--x and --y are required", then what may replace
+# them), exit 2. edgekit-recipes needs no flag.
+REQUIRED = {
+    "edgekit-example": "--output_dir is required.",
+    "edgekit-convert": "--model and --output are required (or pass --example --output_dir=DIR).",
+    "edgekit-evaluate": "--model and --data are required.",
+    "edgekit-benchmark": "--model is required (or pass --compare=a.tflite,b.tflite).",
+    "edgekit-inspect": "--model is required.",
+    "edgekit-export": "--model and --output_dir are required.",
+    "edgekit-verify-bundle": "--bundle_dir is required (or pass the folder:",
+    "edgekit-prune": "--model, --data and --output are required.",
+    "edgekit-cluster": "--model, --data and --output are required.",
+    "edgekit-qat": "--model, --data and --output are required.",
+    "edgekit-distill": "--teacher, --data and --output are required.",
+    "edgekit-optimize": "--output_dir is required.",
+    "edgekit-check": "--model is required.",
+}
+SCRIPTS = _surface.console_scripts()
+
+
+def test_every_command_is_listed_with_its_required_flags():
+    assert set(REQUIRED) | {"edgekit-recipes"} == set(SCRIPTS)
+
+
+def _run_entry_point(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Runs the console-script function as the installed `edgekit-<verb>` would."""
+    module, func = SCRIPTS[script].split(":")
+    code = f"import sys; sys.argv = [{script!r}, *{list(args)!r}]; from {module} import {func}; {func}()"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("how", ["python -m", "console script"])
+@pytest.mark.parametrize("script", sorted(REQUIRED))
+def test_a_missing_required_flag_is_one_paragraph_and_exit_2(script, how, tmp_path):
+    if how == "python -m":
+        module = SCRIPTS[script].split(":")[0].rsplit(".", 1)[1]
+        proc = run_cli(module, cwd=tmp_path)
+    else:
+        proc = _run_entry_point(script)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    text = " ".join(proc.stderr.split())  # the paragraph is wrapped at 100 columns
+    assert text.startswith(f"error: {REQUIRED[script]}"), proc.stderr
+    assert "Run with --helpfull for every flag. Received: " in text
+    assert "\n\n" not in proc.stderr.strip(), proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_help_is_not_blocked_by_the_required_flags(script):
+    # Required flags are checked after parsing, so --help alone still prints the usage.
+    # It exits 1, as absl's --help always has (unchanged: exit statuses are public).
+    module = SCRIPTS[script].split(":")[0].rsplit(".", 1)[1]
+    proc = run_cli(module, "--help")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.startswith(f"{script}"), proc.stdout[:300]
+    assert "Try --helpfull" in proc.stdout and "error:" not in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,10 +1,12 @@
 """Configs: validation up front, JSON round-trip, unknown fields refused."""
 
+import ast
 import json
+import pathlib
 
 import pytest
 
-from edgekit import errors
+from edgekit import config, errors
 from edgekit.config import ConvertConfig, ConvertMode, EvaluateConfig, IOType
 
 
@@ -71,3 +73,46 @@ def test_impossible_combinations_are_refused(kwargs):
 def test_evaluate_config_rejects_bad_values(kwargs):
     with pytest.raises(errors.UserInputError):
         EvaluateConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        ("ssh://pi@raspberrypi", ("pi", "raspberrypi", 22)),
+        ("ssh://root@10.0.0.7:2222", ("root", "10.0.0.7", 2222)),
+        ("ssh://me@board/", ("me", "board", 22)),
+    ],
+)
+def test_parse_target_splits_user_host_and_port(target, expected):
+    assert config.parse_target(target) == expected
+    assert config.BenchmarkConfig(target=target).target == target
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["pi@raspberrypi", "ssh://raspberrypi", "http://pi@host", "ssh://pi@host:99999", "ssh://a@b/x"],
+)
+def test_a_bad_target_is_refused_before_any_ssh(target):
+    with pytest.raises(errors.UserInputError, match=r"ssh://user@host") as e:
+        config.BenchmarkConfig(target=target)
+    assert f"Received: target={target!r}" in str(e.value)
+
+
+def test_the_config_layer_imports_nothing_of_edgekit_but_errors():
+    # config sits just above errors in the layers (DESIGN.md), imports inside functions
+    # included: a BenchmarkConfig that imported the SSH transport made a cycle.
+    folder = pathlib.Path(config.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                if name.startswith("edgekit"):
+                    assert name == "edgekit.errors" or name.startswith("edgekit.config."), (
+                        path.name,
+                        name,
+                    )

@@ -67,9 +67,11 @@ def _default(field: dataclasses.Field) -> str:
     if field.default is dataclasses.MISSING:
         return "(required)"
     value = field.default
-    if isinstance(value, config._Config):
+    if isinstance(value, config.base.Config):
         return "(defaults)"
-    return f"`{config._to_jsonable(value)!r}`".replace("'", '"') if value is not None else "`null`"
+    return (
+        f"`{config.base.to_jsonable(value)!r}`".replace("'", '"') if value is not None else "`null`"
+    )
 
 
 def _section(title: str, cls: type) -> list[str]:
@@ -113,7 +115,7 @@ def render() -> str:
     hints = typing.get_type_hints(config.Recipe)
     seen = set()
     for f in dataclasses.fields(config.Recipe):
-        sub = config._dataclass_in(hints[f.name])
+        sub = config.base.dataclass_in(hints[f.name])
         if sub is None or sub in seen:
             continue
         seen.add(sub)

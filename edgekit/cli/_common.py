@@ -17,8 +17,18 @@ from edgekit import errors
 EXIT_USER_ERROR = 2
 
 
-def run(main: Callable[[Sequence[str]], Any]) -> None:
-    """Runs an absl `main`, turning `UserInputError` into a clean message and exit 2."""
+def run(main: Callable[[Sequence[str]], Any], *, required: Sequence[str] = ()) -> None:
+    """Runs an absl `main`, turning `UserInputError` into a clean message and exit 2.
+
+    Args:
+      main: the command's `main(argv)`.
+      required: names of the flags the command cannot run without. They are checked
+        after parsing, before `main`, with `require`: one paragraph
+        `error: --x is required. ...` and exit 2, whether the command runs as
+        `python -m edgekit.cli.<verb>` or as the installed `edgekit-<verb>`. Flags that
+        are required only sometimes (--model unless --example) are checked in `main`
+        with `require`, which says the same.
+    """
 
     # Console scripts run a wrapper as __main__, so absl's --help would list no flags;
     # make the command module's flags the key flags it shows.
@@ -30,12 +40,42 @@ def run(main: Callable[[Sequence[str]], Any]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
         try:
+            require(*required)
             return main(argv)
         except errors.UserInputError as e:
             print_error(str(e))
             sys.exit(EXIT_USER_ERROR)
 
     app.run(guarded)
+
+
+def require(*names: str, hint: str = "") -> None:
+    """Raises the one "--x is required" `UserInputError` if any named flag has no value.
+
+    A flag has no value when it is unset (None), empty ("") or an empty list.
+
+    Args:
+      *names: flag names, without the dashes.
+      hint: what may replace the flags, such as " (or pass --example)"; it follows
+        "is required".
+
+    Raises:
+      errors.UserInputError: naming every missing flag (exit 2 under `run`).
+    """
+    missing = [n for n in names if flags.FLAGS[n].value in (None, "", [])]
+    if missing:
+        raise missing_flags(*missing, hint=hint)
+
+
+def missing_flags(*names: str, hint: str = "") -> errors.UserInputError:
+    """The error every command gives for required flags that were not passed."""
+    listed = [f"--{n}" for n in names]
+    text = listed[0] if len(listed) == 1 else ", ".join(listed[:-1]) + " and " + listed[-1]
+    verb = "is" if len(listed) == 1 else "are"
+    return errors.UserInputError(
+        f"{text} {verb} required{hint}. Run with --helpfull for every flag. "
+        + errors.received(**{n: flags.FLAGS[n].value for n in names})
+    )
 
 
 def print_error(message: str) -> None:

@@ -17,6 +17,7 @@ from absl import flags
 from absl import logging as absl_logging
 
 from edgekit import errors
+from edgekit.cli import _common
 from edgekit.config import FitConfig, Strategy
 
 _MODEL = flags.DEFINE_string("model", None, "Keras model to optimize: .keras, .h5 or SavedModel.")
@@ -89,12 +90,14 @@ def fit_config(defaults: FitConfig | None = None) -> FitConfig:
 
 def model_path() -> str:
     """--model, checked to be set."""
-    return _required("model", _MODEL.value)
+    _common.require("model")
+    return _MODEL.value
 
 
 def data_path() -> str:
     """--data, checked to be set."""
-    return _required("data", _DATA.value)
+    _common.require("data")
+    return _DATA.value
 
 
 def val_data_path() -> str | None:
@@ -106,20 +109,13 @@ def allow_unsafe() -> bool:
 
 
 def output_path() -> str:
-    return _required("output", _OUTPUT.value)
+    """--output, checked to be set."""
+    _common.require("output")
+    return _OUTPUT.value
 
 
 def json_path() -> str | None:
     return _JSON.value
-
-
-def _required(name: str, value: Any) -> Any:
-    if not value:
-        raise errors.UserInputError(
-            f"--{name} is required. Run with --helpfull for every flag. "
-            + errors.received(**{name: value})
-        )
-    return value
 
 
 def load_data(path: str, *, what: str) -> Any:

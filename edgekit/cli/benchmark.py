@@ -83,10 +83,7 @@ def main(argv: Sequence[str]) -> None:
     if _MODEL.value:
         models = [_MODEL.value]
     if not models:
-        raise errors.UserInputError(
-            "No model given. Pass --model=model.tflite (or --compare=a.tflite,b.tflite). "
-            + errors.received(model=_MODEL.value)
-        )
+        _common.require("model", hint=" (or pass --compare=a.tflite,b.tflite)")
     cfg = benchmark.BenchmarkConfig(
         num_threads=_NUM_THREADS.value,
         threads_sweep=_bench_report.parse_int_list(",".join(_THREADS_SWEEP.value), "threads_sweep"),

@@ -94,15 +94,14 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    flags.mark_flag_as_required("model")
     global _check_failed
     _check_failed = False
     try:
-        _common.run(main)
+        _common.run(main, required=("model",))
     except SystemExit as e:
-        # absl exits with 1 for a flag it cannot parse, a missing required flag or a
-        # stray argument; in a CI gate 1 must mean "a check failed", so bad input of
-        # every kind exits with 2.
+        # absl exits with 1 for a flag it cannot parse or a stray argument (a missing
+        # required flag is _common.run's, already exit 2); in a CI gate 1 must mean
+        # "a check failed", so bad input of every kind exits with 2.
         asked_help = any(a.split("=")[0] in _HELP_FLAGS for a in sys.argv[1:])
         if e.code == 1 and not _check_failed and not asked_help:
             raise SystemExit(_common.EXIT_USER_ERROR) from None

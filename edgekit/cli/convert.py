@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from edgekit import errors
 from edgekit.cli import _common
 from edgekit.config import ConvertMode, IOType
 
@@ -72,11 +71,10 @@ _OUTPUT_DIR = flags.DEFINE_string(
 def _run_example() -> None:
     from edgekit.datasets import showcase
 
-    if not _OUTPUT_DIR.value:
-        raise errors.UserInputError(
-            "--example needs --output_dir=DIR for the data, the model and the .tflite files. "
-            + errors.received(output_dir=_OUTPUT_DIR.value)
-        )
+    _common.require(
+        "output_dir",
+        hint=" with --example (a folder for the data, the model and the .tflite files)",
+    )
     written = showcase.write_example(_OUTPUT_DIR.value, overwrite=_OVERWRITE.value)
     info = written["training"]
     print(
@@ -110,11 +108,7 @@ def main(argv: Sequence[str]) -> None:
     from edgekit import convert, io
     from edgekit.config import ConvertConfig
 
-    if not _MODEL.value or not _OUTPUT.value:
-        raise errors.UserInputError(
-            "edgekit-convert needs --model=MODEL and --output=OUT.tflite (or --example "
-            "--output_dir=DIR). " + errors.received(model=_MODEL.value, output=_OUTPUT.value)
-        )
+    _common.require("model", "output", hint=" (or pass --example --output_dir=DIR)")
     config = ConvertConfig(
         mode=_MODE.value,
         io_type=_IO_TYPE.value,

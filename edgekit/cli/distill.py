@@ -80,7 +80,8 @@ def main(argv: Sequence[str]) -> None:
             "edgekit-distill takes --teacher (and --student), not --model. "
             + errors.received(model=flags.FLAGS["model"].value)
         )
-    teacher_path = train._required("teacher", _TEACHER.value)
+    _common.require("teacher", "data", "output")
+    teacher_path = _TEACHER.value
     config = DistillConfig(
         temperature=_TEMPERATURE.value,
         alpha=_ALPHA.value,

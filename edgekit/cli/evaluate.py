@@ -63,11 +63,11 @@ def main(argv: Sequence[str]) -> None:
         max_samples=_MAX_SAMPLES.value,
         num_threads=_THREADS.value,
     )
-    if _QDEBUG.value and not (_REFERENCE.value and _CALIBRATION.value):
-        raise errors.UserInputError(
-            "--quant_debug_csv compares the float and quantized layers, so it needs the Keras "
-            "model (--reference) and calibration data (--calibration_data). "
-            + errors.received(reference=_REFERENCE.value, calibration_data=_CALIBRATION.value)
+    if _QDEBUG.value:
+        _common.require(
+            "reference",
+            "calibration_data",
+            hint=" with --quant_debug_csv (it compares the float and the quantized layers)",
         )
     for path, what in ((_JSON.value, "JSON report"), (_QDEBUG.value, "CSV")):
         if path:
@@ -102,9 +102,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    flags.mark_flag_as_required("model")
-    flags.mark_flag_as_required("data")
-    _common.run(main)
+    _common.run(main, required=("model", "data"))
 
 
 if __name__ == "__main__":

@@ -35,8 +35,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    flags.mark_flag_as_required("output_dir")
-    _common.run(main)
+    _common.run(main, required=("output_dir",))
 
 
 if __name__ == "__main__":

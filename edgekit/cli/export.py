@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from edgekit import errors
 from edgekit.cli import _common
 
 _MODEL = flags.DEFINE_string("model", None, "The .tflite file to bundle.")
@@ -29,11 +28,6 @@ def main(argv: Sequence[str]) -> None:
     del argv
     from edgekit import bundle
 
-    if not _MODEL.value or not _OUTPUT_DIR.value:
-        raise errors.UserInputError(
-            "Pass the model and the bundle folder: --model=PATH.tflite --output_dir=DIR. "
-            + errors.received(model=_MODEL.value, output_dir=_OUTPUT_DIR.value)
-        )
     norm = bundle.parse_normalization(_NORMALIZATION.value) if _NORMALIZATION.value else None
     result = bundle.export(
         _MODEL.value,
@@ -56,10 +50,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    _common.run(main)
+    _common.run(main, required=("model", "output_dir"))
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("model")
-    flags.mark_flag_as_required("output_dir")
     run()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from absl import flags
 
-from edgekit import errors, io
+from edgekit import io
 from edgekit.cli import _common
 
 if TYPE_CHECKING:
@@ -35,10 +35,6 @@ def main(argv: Sequence[str]) -> None:
     del argv
     from edgekit.lite import inspect as inspect_lib
 
-    if not _MODEL.value:
-        raise errors.UserInputError(
-            "Pass the model to inspect with --model=PATH.tflite. " + errors.received(model=None)
-        )
     if _JSON.value:
         io.check_output_path(_JSON.value, overwrite=_OVERWRITE.value, what="json report")
     r = inspect_lib.inspect_model(_MODEL.value, ram_kb=_RAM_KB.value, flash_kb=_FLASH_KB.value)
@@ -124,9 +120,8 @@ def print_report(r: ModelReport, *, top: int = 10, ops: bool = False) -> None:
 
 
 def run() -> None:
-    _common.run(main)
+    _common.run(main, required=("model",))
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("model")
     run()

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from edgekit import errors
 from edgekit.cli import _common
 
 _MODEL = flags.DEFINE_string("model", None, "Keras model: .keras, .h5 or a SavedModel directory.")
@@ -44,8 +43,6 @@ def main(argv: Sequence[str]) -> None:
     del argv
     from edgekit import pipeline
 
-    if not _OUTPUT_DIR.value:
-        raise errors.UserInputError("--output_dir is required. " + errors.received(output_dir=None))
     model, data, eval_data, recipe = _MODEL.value, _DATA.value, _EVAL_DATA.value, _RECIPE.value
     if _EXAMPLE.value:
         from edgekit.datasets import showcase
@@ -57,12 +54,8 @@ def main(argv: Sequence[str]) -> None:
         model = str(example_dir / "model.keras")
         data, eval_data = str(example_dir / "train.npz"), str(example_dir / "test.npz")
         recipe = recipe or EXAMPLE_RECIPE
-    missing = [n for n, v in (("--model", model), ("--recipe", recipe), ("--data", data)) if not v]
-    if missing:
-        raise errors.UserInputError(
-            f"edgekit-optimize needs {', '.join(missing)} (or --example). "
-            + errors.received(model=model, recipe=recipe, data=data)
-        )
+    if not _EXAMPLE.value:
+        _common.require("model", "recipe", "data", hint=" (or pass --example)")
     result = pipeline.run(
         recipe,
         model=model,
@@ -114,7 +107,7 @@ def _print_summary(result) -> None:
 
 
 def run() -> None:
-    _common.run(main)
+    _common.run(main, required=("output_dir",))
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    _common.run(main)
+    _common.run(main, required=("model", "data", "output"))
 
 
 if __name__ == "__main__":

@@ -82,9 +82,8 @@ def main(argv: Sequence[str]) -> None:
 
 def run() -> None:
     """Console-script entry point."""
-    _common.run(main)
+    _common.run(main, required=("model", "data", "output"))
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["model", "data", "output"])
     run()

@@ -32,9 +32,8 @@ def main(argv: Sequence[str]) -> int:
         raise app.UsageError(f"Pass one bundle folder; got {' '.join(argv[1:])}")
     bundle_dir = argv[1] if len(argv) == 2 else _BUNDLE_DIR.value
     if not bundle_dir:
-        raise errors.UserInputError(
-            "Pass the bundle folder: edgekit-verify-bundle DIR (or --bundle_dir=DIR). "
-            + errors.received(bundle_dir=None)
+        raise _common.missing_flags(
+            "bundle_dir", hint=" (or pass the folder: edgekit-verify-bundle DIR)"
         )
     result = bundle.verify(bundle_dir, timeout=_TIMEOUT.value)
     width = max(len(name) for name, _, _ in result.checks)
