@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from absl.testing import flagsaver
 
-from edgekit import _bench_child, benchmark, errors
+from edgekit import benchmark, errors
+from edgekit.benchmark import measure
+from edgekit.benchmark.harness import inputs as harness_inputs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -170,11 +172,11 @@ def test_random_inputs_cover_the_quantized_range_and_are_seeded():
         {"name": "q", "shape": [4096], "dtype": "int8", "scale": 0.1, "zero_point": 0},
         {"name": "f", "shape": [4096], "dtype": "float32", "scale": None, "zero_point": None},
     ]
-    q, f = _bench_child.random_feeds(specs, seed=3)
+    q, f = harness_inputs.random_feeds(specs, seed=3)
     assert q.dtype == np.int8 and q.min() == -128 and q.max() == 127
     assert f.dtype == np.float32 and -1 <= f.min() < -0.99 and 0.99 < f.max() <= 1
-    np.testing.assert_array_equal(_bench_child.random_feeds(specs, seed=3)[0], q)
-    assert not np.array_equal(_bench_child.random_feeds(specs, seed=4)[0], q)
+    np.testing.assert_array_equal(harness_inputs.random_feeds(specs, seed=3)[0], q)
+    assert not np.array_equal(harness_inputs.random_feeds(specs, seed=4)[0], q)
 
 
 def test_input_data_npy_and_npz(models, tmp_path):
@@ -218,7 +220,7 @@ def test_missing_non_tflite_and_truncated_files(models, tmp_path):
         benchmark.benchmark(truncated, cfg())
     # and without edgekit's validator the runtime's own verifier refuses it in the child
     with pytest.raises(errors.UserInputError, match="not a valid Flatbuffer"):
-        benchmark._measure([truncated], cfg(), input_data=None, validate=False)
+        measure.measure_models([truncated], cfg(), input_data=None, validate=False)
 
 
 @pytest.mark.parametrize("threads", [0, -2])
@@ -250,7 +252,7 @@ def test_crashing_model_is_caught_by_validator_or_reported_as_a_crash(models, tm
         benchmark.benchmark(crash, cfg())
     # ...and if it gets past them, the runtime's crash stays in the child process.
     with pytest.raises(benchmark.BenchmarkFailed, match="crashed with SIGSEGV.*first inference"):
-        benchmark._measure([crash], cfg(), input_data=None, validate=False)
+        measure.measure_models([crash], cfg(), input_data=None, validate=False)
 
 
 def test_a_run_past_its_timeout_is_stopped(models):

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from edgekit import _bench_report, benchmark, errors
+from edgekit import benchmark, errors
+from edgekit.benchmark import command
 from edgekit.cli import _common
 
 _MODEL = flags.DEFINE_string("model", None, "The .tflite file to measure.")
@@ -89,7 +90,7 @@ def main(argv: Sequence[str]) -> None:
         )
     cfg = benchmark.BenchmarkConfig(
         num_threads=_NUM_THREADS.value,
-        threads_sweep=_bench_report.parse_int_list(",".join(_THREADS_SWEEP.value), "threads_sweep"),
+        threads_sweep=command.parse_int_list(",".join(_THREADS_SWEEP.value), "threads_sweep"),
         warmup_runs=_WARMUP_RUNS.value,
         warmup_min_secs=_WARMUP_MIN_SECS.value,
         num_runs=_NUM_RUNS.value,
@@ -97,7 +98,7 @@ def main(argv: Sequence[str]) -> None:
         max_secs=_MAX_SECS.value,
         use_xnnpack=_USE_XNNPACK.value,
         signature=_SIGNATURE.value,
-        cpu_affinity=_bench_report.parse_int_list(",".join(_CPU_AFFINITY.value), "cpu_affinity"),
+        cpu_affinity=command.parse_int_list(",".join(_CPU_AFFINITY.value), "cpu_affinity"),
         seed=_SEED.value,
         profile=_PROFILE.value,
         profile_max_cuts=_PROFILE_MAX_CUTS.value,
@@ -107,7 +108,7 @@ def main(argv: Sequence[str]) -> None:
         ssh_options=tuple(_SSH_OPTION.value),
         remote_python=_REMOTE_PYTHON.value,
     )
-    _bench_report.run_and_report(
+    command.run_and_report(
         cfg,
         models,
         input_data=_INPUT_DATA.value,
