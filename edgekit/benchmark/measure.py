@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from edgekit import config, errors, runtime
 from edgekit.benchmark import harness, remote, results
 from edgekit.benchmark.harness import protocol
+from edgekit.lite import validate as lite_validate
 
 PathOrBytes = str | os.PathLike | bytes
 
@@ -113,7 +114,7 @@ def measure_models(
     for i, m in enumerate(models):
         data = runtime.read_model_bytes(m)
         if validate:
-            runtime._maybe_validate(data)
+            lite_validate.check_model_bytes(data)
         name = "<bytes>" if isinstance(m, (bytes, bytearray, memoryview)) else str(m)
         files[f"model{i}.tflite"] = data
         entries.append({"path": f"model{i}.tflite", "name": name})
