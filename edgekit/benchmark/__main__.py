@@ -16,15 +16,16 @@ from edgekit.benchmark.harness import cli, report
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m edgekit.benchmark --model=...`; returns the exit status."""
-    args = cli.parser().parse_args(argv)
+    flags = vars(cli.parser().parse_args(argv))
+    json_path, overwrite, input_data = (flags.pop(k) for k in ("json", "overwrite", "input_data"))
     try:
-        cfg, models, input_data = command.config_from_args(args)
+        cfg, models = command.config_from_flags(**flags)
         command.run_and_report(
             cfg,
             models,
             input_data=input_data,
-            json_path=args.json,
-            overwrite=command.parse_bool(args.overwrite, "overwrite"),
+            json_path=json_path,
+            overwrite=command.parse_bool(overwrite, "overwrite"),
         )
     except errors.UserInputError as e:
         report.print_error(str(e))

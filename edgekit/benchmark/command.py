@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-import argparse
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from edgekit import config, errors, io
@@ -15,6 +15,7 @@ from edgekit.benchmark import measure
 
 
 def parse_bool(text: str | bool, name: str) -> bool:
+    """Reads a boolean flag given as a bool or as true/false, yes/no, on/off, 1/0."""
     if isinstance(text, bool):
         return text
     t = text.strip().lower()
@@ -38,42 +39,76 @@ def parse_int_list(text: str | None, name: str) -> tuple[int, ...]:
         ) from None
 
 
-def config_from_args(args: argparse.Namespace) -> tuple[Any, list[str], str | None]:
-    """Builds (config, models, input_data) from parsed device-side flags."""
-    models = [m for m in (args.compare or "").split(",") if m.strip()]
-    if args.model and models:
+def config_from_flags(
+    *,
+    model: str | None,
+    compare: str | Sequence[str] | None,
+    num_threads: int,
+    threads_sweep: str | Sequence[str] | None,
+    warmup_runs: int,
+    warmup_min_secs: float,
+    num_runs: int,
+    min_secs: float,
+    max_secs: float,
+    use_xnnpack: str | bool,
+    signature: str | None,
+    cpu_affinity: str | Sequence[str] | None,
+    seed: int,
+    profile: str | bool,
+    profile_max_cuts: int,
+    timeout_secs: float | None,
+    target: str | None,
+    ssh_key: str | None,
+    ssh_option: Sequence[str],
+    remote_python: str,
+) -> tuple[config.BenchmarkConfig, list[str]]:
+    """Builds (config, models) from the flags of either command, one name per flag.
+
+    Lists come as absl gives them (a list of strings) or as argparse does (one
+    comma-separated string); booleans as bools or as `true`/`false`; an empty string
+    means unset. Every other value goes to `BenchmarkConfig`, which checks it.
+    """
+    if isinstance(compare, str):
+        models = [m for m in compare.split(",") if m.strip()]
+    else:
+        models = list(compare or [])
+    if model and models:
         raise errors.UserInputError(
             "Pass either --model or --compare, not both. "
-            + errors.received(model=args.model, compare=args.compare)
+            + errors.received(model=model, compare=compare)
         )
-    if args.model:
-        models = [args.model]
+    if model:
+        models = [model]
     if not models:
         raise errors.UserInputError(
             "No model given. Pass --model=model.tflite (or --compare=a.tflite,b.tflite). "
-            + errors.received(model=args.model)
+            + errors.received(model=model)
         )
     cfg = config.BenchmarkConfig(
-        num_threads=args.num_threads,
-        threads_sweep=parse_int_list(args.threads_sweep, "threads_sweep"),
-        warmup_runs=args.warmup_runs,
-        warmup_min_secs=args.warmup_min_secs,
-        num_runs=args.num_runs,
-        min_secs=args.min_secs,
-        max_secs=args.max_secs,
-        use_xnnpack=parse_bool(args.use_xnnpack, "use_xnnpack"),
-        signature=args.signature or None,
-        cpu_affinity=parse_int_list(args.cpu_affinity, "cpu_affinity"),
-        seed=args.seed,
-        profile=parse_bool(args.profile, "profile"),
-        profile_max_cuts=args.profile_max_cuts,
-        timeout_secs=args.timeout_secs,
-        target=args.target or None,
-        ssh_key=os.path.expanduser(args.ssh_key) if args.ssh_key else None,
-        ssh_options=tuple(args.ssh_option),
-        remote_python=args.remote_python,
+        num_threads=num_threads,
+        threads_sweep=parse_int_list(_joined(threads_sweep), "threads_sweep"),
+        warmup_runs=warmup_runs,
+        warmup_min_secs=warmup_min_secs,
+        num_runs=num_runs,
+        min_secs=min_secs,
+        max_secs=max_secs,
+        use_xnnpack=parse_bool(use_xnnpack, "use_xnnpack"),
+        signature=signature or None,
+        cpu_affinity=parse_int_list(_joined(cpu_affinity), "cpu_affinity"),
+        seed=seed,
+        profile=parse_bool(profile, "profile"),
+        profile_max_cuts=profile_max_cuts,
+        timeout_secs=timeout_secs,
+        target=target or None,
+        ssh_key=os.path.expanduser(ssh_key) if ssh_key else None,
+        ssh_options=tuple(ssh_option),
+        remote_python=remote_python,
     )
-    return cfg, models, args.input_data
+    return cfg, models
+
+
+def _joined(value: str | Sequence[str] | None) -> str | None:
+    return value if value is None or isinstance(value, str) else ",".join(value)
 
 
 def run_and_report(
