@@ -13,18 +13,35 @@ The package, from the top down:
     harness/    what runs where the model runs: standard library, numpy and LiteRT only
 """
 
-from edgekit import config
-from edgekit.benchmark.measure import benchmark, compare
-from edgekit.benchmark.results import BenchmarkFailed, BenchmarkResult, LatencyStats
+from __future__ import annotations
 
-# The config lives with the others in edgekit.config; kept here under its old name.
-BenchmarkConfig = config.BenchmarkConfig
+import importlib
+from typing import Any
 
-__all__ = [
-    "BenchmarkConfig",
-    "BenchmarkFailed",
-    "BenchmarkResult",
-    "LatencyStats",
-    "benchmark",
-    "compare",
-]
+# name -> (module, attribute). Loaded on first use, so the harness and its tables
+# (`edgekit.benchmark.harness`, which every command prints with) import without
+# numpy, the runtime or the configs.
+_LAZY = {
+    "benchmark": ("edgekit.benchmark.measure", "benchmark"),
+    "compare": ("edgekit.benchmark.measure", "compare"),
+    "BenchmarkResult": ("edgekit.benchmark.results", "BenchmarkResult"),
+    "LatencyStats": ("edgekit.benchmark.results", "LatencyStats"),
+    "BenchmarkFailed": ("edgekit.benchmark.results", "BenchmarkFailed"),
+    # The config lives with the others in edgekit.config; kept here under its old name.
+    "BenchmarkConfig": ("edgekit.config", "BenchmarkConfig"),
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'edgekit.benchmark' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *globals()})
