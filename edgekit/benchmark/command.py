@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
 from edgekit import config, errors, io
-from edgekit.benchmark import measure
+from edgekit.benchmark import measure, results
 
 
 def parse_bool(text: str | bool, name: str) -> bool:
@@ -112,8 +111,13 @@ def _joined(value: str | Sequence[str] | None) -> str | None:
 
 
 def run_and_report(
-    cfg: Any, models: list[str], *, input_data: str | None, json_path: str | None, overwrite: bool
-) -> Any:
+    cfg: config.BenchmarkConfig,
+    models: list[str],
+    *,
+    input_data: str | None,
+    json_path: str | None,
+    overwrite: bool,
+) -> results.BenchmarkResult:
     """Measures (one model or a comparison), prints the report, writes the JSON."""
     if json_path:
         io.check_output_path(json_path, overwrite=overwrite, what="json output")

@@ -11,6 +11,7 @@ import argparse
 
 
 def parser() -> argparse.ArgumentParser:
+    """The device-side flags; values stay strings where the shared builder reads them."""
     p = argparse.ArgumentParser(
         prog="python -m edgekit.benchmark",
         description="Latency and memory of a .tflite model (numpy + ai-edge-litert only).",
