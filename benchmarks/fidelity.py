@@ -9,7 +9,7 @@ For each model and thread count, three measurements alternate for --rounds round
      are captured (its printed figures are rounded to 10 us) by wrapping its
      `statistics.mean`;
   C. the harness's overhead: in one process, the harness's own timed loop
-     (`_bench_child.Measured.step`, as used by A) and a bare loop (`invoke()` N times,
+     (`harness.timing.Measured.step`, as used by A) and a bare loop (`invoke()` N times,
      total time / N, no per-run timing) alternate in blocks of --block_runs runs on the same
      interpreter; the overhead is the median over blocks of (harness mean - bare mean).
      Also the floor of the harness's timer: the median time it reports for a no-op.
@@ -102,9 +102,9 @@ json.dump([float(np.median(a)), float(np.median(b))], open(OUT_PATH, "w"))
 _OVERHEAD = """
 import json, os, time
 import numpy as np
-from edgekit import _bench_child as h
+from edgekit.benchmark.harness import runner, timing
 spec = dict(num_threads={threads}, use_xnnpack=True, seed=0)
-m = h.Measured({{"path": os.path.basename({model!r})}}, spec, os.path.dirname({model!r}))
+m = timing.Measured({{"path": os.path.basename({model!r})}}, spec, os.path.dirname({model!r}))
 for _ in range({warmup}):
     m.runner.invoke()
 diffs = []
@@ -117,7 +117,7 @@ for _ in range({blocks}):
         m.runner.invoke()
     bare = (time.perf_counter() - t0) / {block_runs} * 1e6
     diffs.append(float(np.mean(m.times)) - bare)
-noop = float(np.median([h._timed(lambda: None) for _ in range(20000)]))
+noop = float(np.median([runner.timed(lambda: None) for _ in range(20000)]))
 json.dump({{"diffs": diffs, "noop": noop}}, open(OUT_PATH, "w"))
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -13,7 +14,9 @@ import numpy as np
 import pytest
 from absl.testing import flagsaver
 
-from edgekit import _bench_child, benchmark, errors
+from edgekit import benchmark, errors
+from edgekit.benchmark import measure
+from edgekit.benchmark.harness import inputs as harness_inputs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -170,11 +173,11 @@ def test_random_inputs_cover_the_quantized_range_and_are_seeded():
         {"name": "q", "shape": [4096], "dtype": "int8", "scale": 0.1, "zero_point": 0},
         {"name": "f", "shape": [4096], "dtype": "float32", "scale": None, "zero_point": None},
     ]
-    q, f = _bench_child.random_feeds(specs, seed=3)
+    q, f = harness_inputs.random_feeds(specs, seed=3)
     assert q.dtype == np.int8 and q.min() == -128 and q.max() == 127
     assert f.dtype == np.float32 and -1 <= f.min() < -0.99 and 0.99 < f.max() <= 1
-    np.testing.assert_array_equal(_bench_child.random_feeds(specs, seed=3)[0], q)
-    assert not np.array_equal(_bench_child.random_feeds(specs, seed=4)[0], q)
+    np.testing.assert_array_equal(harness_inputs.random_feeds(specs, seed=3)[0], q)
+    assert not np.array_equal(harness_inputs.random_feeds(specs, seed=4)[0], q)
 
 
 def test_input_data_npy_and_npz(models, tmp_path):
@@ -218,7 +221,7 @@ def test_missing_non_tflite_and_truncated_files(models, tmp_path):
         benchmark.benchmark(truncated, cfg())
     # and without edgekit's validator the runtime's own verifier refuses it in the child
     with pytest.raises(errors.UserInputError, match="not a valid Flatbuffer"):
-        benchmark._measure([truncated], cfg(), input_data=None, validate=False)
+        measure.measure_models([truncated], cfg(), input_data=None, validate=False)
 
 
 @pytest.mark.parametrize("threads", [0, -2])
@@ -250,13 +253,70 @@ def test_crashing_model_is_caught_by_validator_or_reported_as_a_crash(models, tm
         benchmark.benchmark(crash, cfg())
     # ...and if it gets past them, the runtime's crash stays in the child process.
     with pytest.raises(benchmark.BenchmarkFailed, match="crashed with SIGSEGV.*first inference"):
-        benchmark._measure([crash], cfg(), input_data=None, validate=False)
+        measure.measure_models([crash], cfg(), input_data=None, validate=False)
 
 
 def test_a_run_past_its_timeout_is_stopped(models):
     # A model that hangs the runtime looks like this from outside: no result in time.
     with pytest.raises(benchmark.BenchmarkFailed, match="did not finish within 2 s"):
         benchmark.benchmark(models["float"], cfg(min_secs=30, max_secs=60, timeout_secs=2))
+
+
+# -- one source of defaults: BenchmarkConfig ----------------------------------------------
+
+# Flags that say what to measure or where to write, not how: no BenchmarkConfig field.
+FLAGS_WITHOUT_FIELD = {"model", "compare", "input_data", "json", "overwrite"}
+# Flags named apart from their field: the repeatable --ssh_option fills ssh_options.
+FIELD_OF_FLAG = {"ssh_option": "ssh_options"}
+
+
+def _absl_defaults() -> dict:
+    from absl import flags
+
+    from edgekit.cli import benchmark as cli
+
+    return {f.name: f.default for f in flags.FLAGS.get_flags_for_module(cli.__name__)}
+
+
+def _device_defaults() -> dict:
+    from edgekit.benchmark.harness import cli
+
+    return vars(cli.parser().parse_args([]))
+
+
+def _config_from_defaults(defaults: dict) -> benchmark.BenchmarkConfig:
+    from edgekit.benchmark import command
+
+    how = {k: v for k, v in defaults.items() if k not in FLAGS_WITHOUT_FIELD}
+    cfg, models = command.config_from_flags(model="m.tflite", compare=None, **how)
+    assert models == ["m.tflite"]
+    return cfg
+
+
+def test_both_commands_take_a_flag_for_every_config_field():
+    fields = {f.name for f in dataclasses.fields(benchmark.BenchmarkConfig)}
+    absl_flags, device_flags = set(_absl_defaults()), set(_device_defaults())
+    assert absl_flags == device_flags
+    assert {FIELD_OF_FLAG.get(n, n) for n in absl_flags - FLAGS_WITHOUT_FIELD} == fields
+
+
+@pytest.mark.parametrize("command", ["edgekit-benchmark", "python -m edgekit.benchmark"])
+def test_flag_defaults_are_the_config_defaults(command):
+    defaults = _absl_defaults() if command == "edgekit-benchmark" else _device_defaults()
+    got = _config_from_defaults(defaults)
+    want = benchmark.BenchmarkConfig()
+    differ = {
+        f.name: (getattr(got, f.name), getattr(want, f.name))
+        for f in dataclasses.fields(want)
+        if getattr(got, f.name) != getattr(want, f.name)
+    }
+    assert not differ, f"{command}: flag default != BenchmarkConfig default: {differ}"
+    if command == "edgekit-benchmark":  # absl holds typed defaults: compare them as written
+        for name, value in defaults.items():
+            if name not in FLAGS_WITHOUT_FIELD:
+                field = FIELD_OF_FLAG.get(name, name)
+                as_field = tuple(value) if isinstance(value, list) else value
+                assert as_field == getattr(want, field), name
 
 
 # -- the commands ------------------------------------------------------------------------

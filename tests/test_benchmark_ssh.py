@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from edgekit import benchmark, errors
+from edgekit.benchmark import measure
 
 SSHD = "/usr/sbin/sshd"
 FAST = dict(num_runs=5, min_secs=0.0, warmup_runs=1, warmup_min_secs=0.0, max_secs=20.0)
@@ -142,7 +143,7 @@ def test_crash_on_the_device_is_reported(sshd, model, tmp_path):
     crash = tmp_path / "crash.tflite"
     crash.write_bytes(recursive_call_once_model(model.read_bytes()))
     with pytest.raises(benchmark.BenchmarkFailed, match=r"SIGSEGV on ssh://.*first inference"):
-        benchmark._measure([crash], _cfg(sshd), input_data=None, validate=False)
+        measure.measure_models([crash], _cfg(sshd), input_data=None, validate=False)
 
 
 def test_device_without_ai_edge_litert(sshd, model, tmp_path):

@@ -11,6 +11,11 @@ from typing import Any
 from absl import app, flags
 
 from edgekit import errors
+from edgekit.benchmark.harness import report
+
+# One table layout for every command. It lives in the benchmark harness, which must
+# print the same tables on a device without absl; kept here under its old name.
+format_table = report.format_table
 
 # Exit status for bad input (the user's to fix); 1 stays for failures such as a
 # check that did not pass, and tracebacks mean a bug in edgekit.
@@ -87,27 +92,6 @@ def print_error(message: str) -> None:
 def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
     """Prints a plain aligned table on stdout."""
     print(format_table(rows, headers))
-
-
-def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(
-            c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def dump_json(obj: Any) -> str:

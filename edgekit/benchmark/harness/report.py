@@ -1,24 +1,21 @@
-"""The benchmark's printed report, and `python -m edgekit.benchmark` for devices.
+"""The benchmark's printed report, and the plain tables every edgekit command prints.
 
-Kept apart from `edgekit.cli` on purpose: the command-line tools use absl, but the
-harness must run on a device with only numpy and ai-edge-litert, so this module
-parses the same flags (`--name=value`) with argparse and formats tables itself.
+Part of the harness, so it imports only the standard library: `python -m
+edgekit.benchmark` prints this report on a device without absl, and the absl
+commands (`edgekit.cli._common`) print their tables with the same `format_table`.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from edgekit import errors
-
 
 def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """A plain aligned table (the same layout as `edgekit.cli._common.format_table`)."""
+    """A plain aligned table: left-aligned first column, the others right-aligned."""
     cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = [
@@ -210,142 +207,3 @@ def _format_profile(r: Any) -> list[str]:
 def print_error(message: str) -> None:
     text = textwrap.fill(message, width=100, break_long_words=False, break_on_hyphens=False)
     print(f"error: {text}", file=sys.stderr)
-
-
-# -- flags shared in meaning with edgekit-benchmark ---------------------------------
-
-
-def parse_bool(text: str | bool, name: str) -> bool:
-    if isinstance(text, bool):
-        return text
-    t = text.strip().lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise errors.UserInputError(f"--{name} takes true or false. " + errors.received(**{name: text}))
-
-
-def parse_int_list(text: str | None, name: str) -> tuple[int, ...]:
-    """Parses `1,2,4` into integers, with a clear error for anything else."""
-    if not text:
-        return ()
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise errors.UserInputError(
-            f"--{name} takes comma-separated whole numbers such as 1,2,4. "
-            + errors.received(**{name: text})
-        ) from None
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m edgekit.benchmark",
-        description="Latency and memory of a .tflite model (numpy + ai-edge-litert only).",
-    )
-    add = p.add_argument
-    add("--model", help="the .tflite file to measure")
-    add(
-        "--compare",
-        help="comma-separated .tflite files, run interleaved; the first is the baseline",
-    )
-    add("--num_threads", type=int, default=1)
-    add("--threads_sweep", help="comma-separated thread counts, one row (one process) each")
-    add("--warmup_runs", type=int, default=1)
-    add("--warmup_min_secs", type=float, default=0.5)
-    add("--num_runs", type=int, default=50)
-    add("--min_secs", type=float, default=1.0)
-    add("--max_secs", type=float, default=150.0)
-    add("--use_xnnpack", default="true")
-    add("--signature", default=None)
-    add("--input_data", default=None, help=".npy (one input) or .npz (arrays named after inputs)")
-    add("--cpu_affinity", help="comma-separated core ids to pin the measuring process to")
-    add("--seed", type=int, default=0)
-    add("--profile", nargs="?", const="true", default="false")
-    add("--profile_max_cuts", type=int, default=64)
-    add("--timeout_secs", type=float, default=None)
-    add("--target", default=None, help="ssh://user@host[:port]")
-    add("--ssh_key", default=None)
-    add("--ssh_option", action="append", default=[], help="extra ssh -o option (repeatable)")
-    add("--remote_python", default="python3")
-    add("--json", default=None, help="also write the figures as JSON to this path")
-    add("--overwrite", nargs="?", const="true", default="false")
-    return p
-
-
-def config_from_args(args: argparse.Namespace) -> tuple[Any, list[str], str | None]:
-    """Builds (config, models, input_data) from parsed device-side flags."""
-    from edgekit import benchmark
-
-    models = [m for m in (args.compare or "").split(",") if m.strip()]
-    if args.model and models:
-        raise errors.UserInputError(
-            "Pass either --model or --compare, not both. "
-            + errors.received(model=args.model, compare=args.compare)
-        )
-    if args.model:
-        models = [args.model]
-    if not models:
-        raise errors.UserInputError(
-            "No model given. Pass --model=model.tflite (or --compare=a.tflite,b.tflite). "
-            + errors.received(model=args.model)
-        )
-    cfg = benchmark.BenchmarkConfig(
-        num_threads=args.num_threads,
-        threads_sweep=parse_int_list(args.threads_sweep, "threads_sweep"),
-        warmup_runs=args.warmup_runs,
-        warmup_min_secs=args.warmup_min_secs,
-        num_runs=args.num_runs,
-        min_secs=args.min_secs,
-        max_secs=args.max_secs,
-        use_xnnpack=parse_bool(args.use_xnnpack, "use_xnnpack"),
-        signature=args.signature or None,
-        cpu_affinity=parse_int_list(args.cpu_affinity, "cpu_affinity"),
-        seed=args.seed,
-        profile=parse_bool(args.profile, "profile"),
-        profile_max_cuts=args.profile_max_cuts,
-        timeout_secs=args.timeout_secs,
-        target=args.target or None,
-        ssh_key=os.path.expanduser(args.ssh_key) if args.ssh_key else None,
-        ssh_options=tuple(args.ssh_option),
-        remote_python=args.remote_python,
-    )
-    return cfg, models, args.input_data
-
-
-def run_and_report(
-    cfg: Any, models: list[str], *, input_data: str | None, json_path: str | None, overwrite: bool
-) -> Any:
-    """Measures (one model or a comparison), prints the report, writes the JSON."""
-    from edgekit import benchmark, io
-
-    if json_path:
-        io.check_output_path(json_path, overwrite=overwrite, what="json output")
-    if len(models) > 1:
-        result = benchmark.compare(models, cfg, input_data=input_data)
-    else:
-        result = benchmark.benchmark(models[0], cfg, input_data=input_data)
-    print(result.format())
-    if json_path:
-        result.save(json_path, overwrite=overwrite)
-        print(f"\nWrote {json_path}")
-    return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m edgekit.benchmark --model=...`; returns the exit status."""
-    args = _parser().parse_args(argv)
-    try:
-        cfg, models, input_data = config_from_args(args)
-        run_and_report(
-            cfg,
-            models,
-            input_data=input_data,
-            json_path=args.json,
-            overwrite=parse_bool(args.overwrite, "overwrite"),
-        )
-    except errors.UserInputError as e:
-        print_error(str(e))
-        return 2
-    return 0

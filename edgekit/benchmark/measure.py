@@ -2,8 +2,8 @@
 
 The controls follow TFLite's `benchmark_model` (threads, warm-up, runs, minimum and
 maximum seconds, XNNPack on or off, CPU affinity), measured from Python. Every
-measurement runs in a fresh child process (`edgekit/_bench_child.py`, which needs
-only numpy and ai-edge-litert), so memory figures belong to that model alone and a
+measurement runs in a fresh child process (`edgekit/benchmark/harness/`, which
+needs only numpy and ai-edge-litert), so memory figures belong to that model alone and a
 model that crashes the runtime or hangs becomes a `BenchmarkFailed` error here
 instead of taking the caller down.
 
@@ -20,7 +20,6 @@ On a device with only numpy and ai-edge-litert: `python -m edgekit.benchmark --m
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pathlib
@@ -29,94 +28,16 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import Any
 
-from edgekit import _bench_child, _remote, config, errors, runtime
+from edgekit import config, errors, runtime
+from edgekit.benchmark import harness, remote, results
+from edgekit.benchmark.harness import protocol
+from edgekit.lite import validate as lite_validate
 
 PathOrBytes = str | os.PathLike | bytes
 
-
-class BenchmarkFailed(errors.UserInputError):
-    """The model could not be measured: the runtime crashed, hung or refused it."""
-
-
-# The config lives with the others in edgekit.config; kept here under its old name.
-BenchmarkConfig = config.BenchmarkConfig
-
-
-@dataclasses.dataclass(frozen=True)
-class LatencyStats:
-    """The figures of one model at one thread count, as measured in one process.
-
-    `latency_us` holds mean, std, min, max, p50, p90, p95, p99 of the steady-state
-    runs; `memory` the process's RSS before init, the peak added by init and by
-    inference, and the peak; `profile` the per-op estimates when asked for;
-    `samples_us` every steady-state run's time (evenly subsampled to 2,000 at most).
-    """
-
-    model: str
-    model_size_bytes: int
-    num_threads: int
-    use_xnnpack: bool
-    signature: str | None
-    inputs: list
-    input_source: str
-    num_input_samples: int
-    init_ms: float
-    first_inference_us: float
-    warmup_runs: int
-    warmup_mean_us: float | None
-    num_runs: int
-    latency_us: dict
-    throughput_per_s: float | None
-    peak_rss_mb: float | None
-    memory: dict
-    profile: dict | None = None
-    samples_us: list | None = None
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LatencyStats:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class BenchmarkResult:
-    """One row per thread count (one fresh process each), and where it ran."""
-
-    rows: tuple[LatencyStats, ...]
-    environment: dict
-    config: BenchmarkConfig
-    ratios: tuple[dict, ...] = ()
-
-    @property
-    def is_comparison(self) -> bool:
-        return bool(self.ratios)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The first row's figures at the top level, then every row, the environment, the config."""
-        out = dict(self.rows[0].to_dict())
-        out["rows"] = [r.to_dict() for r in self.rows]
-        if self.ratios:
-            out["ratios"] = list(self.ratios)
-        out["environment"] = self.environment
-        out["config"] = self.config.to_dict()
-        return out
-
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
-        """Writes `to_dict()` as JSON, atomically."""
-        from edgekit import io
-
-        return io.write_json(path, self.to_dict(), overwrite=overwrite)
-
-    def format(self) -> str:
-        """A readable report: environment, a table of rows, ratios, profile."""
-        from edgekit import _bench_report
-
-        return _bench_report.format_result(self)
+# The folder run as the measuring process, here and (copied) on a device.
+HARNESS_DIR = pathlib.Path(harness.__file__).parent
 
 
 # -- public entry points ----------------------------------------------------------
@@ -124,10 +45,10 @@ class BenchmarkResult:
 
 def benchmark(
     model: PathOrBytes,
-    cfg: BenchmarkConfig | None = None,
+    cfg: config.BenchmarkConfig | None = None,
     *,
     input_data: str | os.PathLike | None = None,
-) -> BenchmarkResult:
+) -> results.BenchmarkResult:
     """Measures one model: one fresh process per thread count.
 
     Args:
@@ -144,16 +65,16 @@ def benchmark(
       UserInputError: bad file, bad options or input data that does not fit.
       BenchmarkFailed: the runtime crashed, hung, or is missing on the target.
     """
-    cfg = cfg or BenchmarkConfig()
-    return _measure([model], cfg, input_data=input_data, validate=True)
+    cfg = cfg or config.BenchmarkConfig()
+    return measure_models([model], cfg, input_data=input_data, validate=True)
 
 
 def compare(
     models: Sequence[PathOrBytes],
-    cfg: BenchmarkConfig | None = None,
+    cfg: config.BenchmarkConfig | None = None,
     *,
     input_data: str | os.PathLike | None = None,
-) -> BenchmarkResult:
+) -> results.BenchmarkResult:
     """Measures models interleaved (A B A B ...) in one process over the same inputs.
 
     Each later model's per-run time is divided by the first model's time in the same
@@ -163,7 +84,7 @@ def compare(
     Raises:
       UserInputError, BenchmarkFailed: as `benchmark`.
     """
-    cfg = cfg or BenchmarkConfig()
+    cfg = cfg or config.BenchmarkConfig()
     if isinstance(models, (str, bytes, os.PathLike)) or len(models) < 2:
         raise errors.UserInputError(
             "compare needs at least two models (the first is the baseline). "
@@ -175,25 +96,25 @@ def compare(
             "threads_sweep/profile or measure the models one at a time. "
             + errors.received(threads_sweep=list(cfg.threads_sweep), profile=cfg.profile)
         )
-    return _measure(list(models), cfg, input_data=input_data, validate=True)
+    return measure_models(list(models), cfg, input_data=input_data, validate=True)
 
 
 # -- running a child ------------------------------------------------------------
 
 
-def _measure(
+def measure_models(
     models: list[PathOrBytes],
-    cfg: BenchmarkConfig,
+    cfg: config.BenchmarkConfig,
     *,
     input_data: str | os.PathLike | None,
     validate: bool,
-) -> BenchmarkResult:
+) -> results.BenchmarkResult:
     files: dict[str, bytes] = {}
     entries = []
     for i, m in enumerate(models):
         data = runtime.read_model_bytes(m)
         if validate:
-            runtime._maybe_validate(data)
+            lite_validate.check_model_bytes(data)
         name = "<bytes>" if isinstance(m, (bytes, bytearray, memoryview)) else str(m)
         files[f"model{i}.tflite"] = data
         entries.append({"path": f"model{i}.tflite", "name": name})
@@ -203,23 +124,23 @@ def _measure(
         data_name = "input" + _input_suffix(input_data)
     if cfg.cpu_affinity and cfg.target is None:
         _check_affinity(cfg.cpu_affinity)
-    rows: list[LatencyStats] = []
+    rows: list[results.LatencyStats] = []
     env: dict = {}
     ratios: tuple[dict, ...] = ()
     for threads in cfg.threads_sweep or (cfg.num_threads,):
-        spec = _child_spec(cfg, entries, data_name, threads)
+        spec = child_spec(cfg, entries, data_name, threads)
         timeout = cfg.timeout_for(len(entries))
         if cfg.target is None:
-            out = _run_local(files, spec, timeout=timeout)
+            out = run_local(files, spec, timeout=timeout)
         else:
-            out = _remote.run(files, spec, cfg, timeout=timeout, harness=_harness_files())
-        out = _check_result(out, entries)
+            out = remote.run(files, spec, cfg, timeout=timeout, harness=harness_files())
+        out = check_result(out, entries)
         env = out["environment"]
-        rows.extend(LatencyStats.from_dict(r) for r in out["models"])
+        rows.extend(results.LatencyStats.from_dict(r) for r in out["models"])
         ratios = tuple(out.get("ratios") or ())
     if cfg.target is not None:
         env = {**env, "target": cfg.target}
-    return BenchmarkResult(rows=tuple(rows), environment=env, config=cfg, ratios=ratios)
+    return results.BenchmarkResult(rows=tuple(rows), environment=env, config=cfg, ratios=ratios)
 
 
 def _input_suffix(path: str | os.PathLike) -> str:
@@ -248,9 +169,10 @@ def _check_affinity(cores: tuple[int, ...]) -> None:
         )
 
 
-def _child_spec(
-    cfg: BenchmarkConfig, entries: list[dict], input_data: str | None, threads: int
+def child_spec(
+    cfg: config.BenchmarkConfig, entries: list[dict], input_data: str | None, threads: int
 ) -> dict:
+    """The SPEC.json of one measuring process (see `harness.protocol`)."""
     return {
         "models": entries,
         "num_threads": threads,
@@ -269,24 +191,22 @@ def _child_spec(
     }
 
 
-def _harness_files() -> dict[str, str]:
-    """The harness as shipped to a device: the measuring script and its profile module."""
-    from edgekit import _bench_profile
-
+def harness_files() -> dict[str, str]:
+    """The harness as shipped to a device: every module of its folder, by relative path."""
     return {
-        "harness.py": pathlib.Path(_bench_child.__file__).read_text(encoding="utf-8"),
-        "_bench_profile.py": pathlib.Path(_bench_profile.__file__).read_text(encoding="utf-8"),
+        f"harness/{p.name}": p.read_text(encoding="utf-8") for p in sorted(HARNESS_DIR.glob("*.py"))
     }
 
 
-def _run_local(files: dict[str, bytes], spec: dict, *, timeout: float) -> dict:
+def run_local(files: dict[str, bytes], spec: dict, *, timeout: float) -> dict:
+    """Runs the harness folder in a fresh process here; the same outcome dict as `remote.run`."""
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as d:
         folder = pathlib.Path(d)
         for name, data in files.items():
             (folder / name).write_bytes(data)
         (folder / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
         result_path = folder / "result.json"
-        cmd = [sys.executable, _bench_child.__file__, str(folder / "spec.json"), str(result_path)]
+        cmd = [sys.executable, str(HARNESS_DIR), str(folder / "spec.json"), str(result_path)]
         with open(folder / "stderr.txt", "wb") as err:
             proc = subprocess.Popen(
                 cmd,
@@ -314,7 +234,7 @@ def _run_local(files: dict[str, bytes], spec: dict, *, timeout: float) -> dict:
     }
 
 
-def _check_result(out: dict, entries: list[dict]) -> dict:
+def check_result(out: dict, entries: list[dict]) -> dict:
     """Turns a child's outcome into its result, or a clear error."""
     names = [e["name"] for e in entries]
     model = names[0] if len(names) == 1 else names
@@ -323,7 +243,7 @@ def _check_result(out: dict, entries: list[dict]) -> dict:
     tail = _tail(stderr)
     where = out.get("where", "this machine")
     if out.get("timed_out"):
-        raise BenchmarkFailed(
+        raise results.BenchmarkFailed(
             f"The measurement on {where} did not finish within {out['timeout']:.0f} s (last "
             f"stage: {stage}) and was stopped. The model may hang the runtime or be far slower "
             "than expected: lower max_secs/num_runs, or raise timeout_secs. "
@@ -336,7 +256,7 @@ def _check_result(out: dict, entries: list[dict]) -> dict:
             sig = signal.Signals(-rc).name
         except ValueError:
             sig = f"signal {-rc}"
-        raise BenchmarkFailed(
+        raise results.BenchmarkFailed(
             f"The LiteRT runtime crashed with {sig} on {where} during {stage}. The file is "
             "malformed or hits a runtime bug; it ran in a separate process, so only that "
             "process died. Check the model with edgekit-inspect, or re-convert it."
@@ -345,14 +265,14 @@ def _check_result(out: dict, entries: list[dict]) -> dict:
             + errors.received(model=model, signal=sig)
         )
     if result is None:
-        raise BenchmarkFailed(
+        raise results.BenchmarkFailed(
             f"The measuring process on {where} exited with status {rc} during {stage} without "
             f"a result. Last output: {tail or '(none)'}. " + errors.received(model=model)
         )
     if not result.get("ok"):
         err = result.get("error") or {}
         kind, msg = err.get("kind"), err.get("message", "unknown error")
-        cls = errors.UserInputError if kind == "user" else BenchmarkFailed
+        cls = errors.UserInputError if kind == "user" else results.BenchmarkFailed
         if kind == "missing_runtime":
             msg = f"The Python on {where} cannot run the benchmark: {msg}"
         got = errors.received(model=model)
@@ -364,9 +284,9 @@ def _check_result(out: dict, entries: list[dict]) -> dict:
 
 def _last_stage(stderr: str) -> str:
     stages = [
-        ln[len(_bench_child._STAGE_PREFIX) :]
+        ln[len(protocol.STAGE_PREFIX) :]
         for ln in stderr.splitlines()
-        if ln.startswith(_bench_child._STAGE_PREFIX)
+        if ln.startswith(protocol.STAGE_PREFIX)
     ]
     return stages[-1] if stages else "start-up"
 
@@ -375,14 +295,6 @@ def _tail(stderr: str, lines: int = 3) -> str:
     kept = [
         ln.strip()
         for ln in stderr.splitlines()
-        if ln.strip() and not ln.startswith(_bench_child._STAGE_PREFIX)
+        if ln.strip() and not ln.startswith(protocol.STAGE_PREFIX)
     ]
     return " | ".join(kept[-lines:])[-400:].rstrip(".")
-
-
-# -- `python -m edgekit.benchmark`: the entry point on devices (numpy + LiteRT only) --
-
-if __name__ == "__main__":
-    from edgekit import _bench_report
-
-    sys.exit(_bench_report.main())

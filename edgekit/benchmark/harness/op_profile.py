@@ -1,8 +1,8 @@
 """Per-op time estimates for the benchmark harness, by timing truncated graph prefixes.
 
-Runs inside the measuring process (`_bench_child.py`), locally or on a device, so it
-imports only the standard library, numpy, flatbuffers and the schema that ships in
-ai-edge-litert, and nothing from edgekit; the harness passes itself in as `h`.
+Runs inside the measuring process (`child.py`), locally or on a device, so it imports
+only the standard library, numpy, flatbuffers and the schema that ships in
+ai-edge-litert, and nothing from edgekit outside this folder.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import time
 from typing import Any
+
+from . import protocol, runner
 
 PROFILE_METHOD = (
     "Estimates, not a trace: the model is cut after op k (the flatbuffer's operator "
@@ -53,8 +55,8 @@ def _op_names(model_t, schema) -> list:
     return out
 
 
-def profile(measured: Any, spec: dict, h: Any) -> dict:
-    """Per-op estimates for the first model; `h` is the harness module (`_bench_child`)."""
+def profile(measured: Any, spec: dict) -> dict:
+    """Per-op estimates for the first model, `measured` (a `timing.Measured`)."""
     import flatbuffers
     import numpy as np
 
@@ -92,14 +94,16 @@ def profile(measured: Any, spec: dict, h: Any) -> dict:
         b = flatbuffers.Builder(1024)
         b.Finish(model_t.Pack(b), file_identifier=b"TFL3")
         try:
-            interp = h.make_interpreter(bytes(b.Output()), spec["num_threads"], spec["use_xnnpack"])
-        except h.ChildError:
+            interp = runner.make_interpreter(
+                bytes(b.Output()), spec["num_threads"], spec["use_xnnpack"]
+            )
+        except protocol.ChildError:
             return None
-        r = h.Runner(interp, None)
+        r = runner.Runner(interp, None)
         r.set_inputs(feeds)
         for _ in range(2):
             r.invoke()
-        return min(h._timed(r.invoke) for _ in range(runs))
+        return min(runner.timed(r.invoke) for _ in range(runs))
 
     # Two passes, forward then backward, keeping each prefix's fastest run: the
     # minimum is the figure least disturbed by other load, and the two directions
