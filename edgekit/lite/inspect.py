@@ -120,9 +120,7 @@ def inspect_model(
                 f"{name} must be a positive number of KiB, or None. "
                 + errors.received(**{name: value})
             )
-    from edgekit import runtime  # numpy + litert only
-
-    data = runtime.read_model_bytes(model)
+    data = validate.read_model_bytes(model)
     m = validate.parse_model(data)
     return _build_report(m, data, ram_kb=ram_kb, flash_kb=flash_kb)
 
