@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edgekit import _compat, errors, io
+from edgekit import _compat, errors, io, runtime
 from edgekit.lite import c_array as c_array_lib
 from edgekit.lite import inspect as inspect_lib
 from edgekit.lite import validate
@@ -260,8 +260,6 @@ def export(
     Example:
         >>> export("model.tflite", "bundle", labels="labels.txt", c_array=True)
     """
-    from edgekit import runtime
-
     out = _check_output_dir(output_dir, overwrite)
     label_list = _labels(labels)
     norm = _normalization(normalization)

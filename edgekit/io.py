@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -208,7 +209,7 @@ def _read_config(path: pathlib.Path, fmt: str) -> tuple[Any, str | None]:
             ) from None
         return config, version
     if fmt == "h5":
-        import h5py
+        import h5py  # lazy: comes with TensorFlow and is needed for .h5 files only
 
         try:
             with h5py.File(path, "r") as f:
@@ -340,16 +341,12 @@ def _first_line(e: BaseException) -> str:
 
 def is_tf_keras_model(obj: Any) -> bool:
     """True for a tf_keras (Keras 2) model; never imports tf_keras if it is not loaded."""
-    import sys
-
     mod = sys.modules.get("tf_keras")
     return mod is not None and isinstance(obj, mod.Model)
 
 
 def is_keras3_model(obj: Any) -> bool:
     """True for a Keras 3 model; never imports keras if it is not loaded."""
-    import sys
-
     mod = sys.modules.get("keras")
     return (
         mod is not None
