@@ -50,8 +50,11 @@ _SELF_HASH = "manifest_sha256"
 
 
 @dataclasses.dataclass(frozen=True)
-class BundleResult:
-    """Where the bundle went and what its manifest says."""
+class BundleResult(io.SavesJson):
+    """Where the bundle went and what its manifest says.
+
+    `save(path)` writes this record as JSON; `export` has already written the bundle.
+    """
 
     output_dir: str
     files: dict[str, dict[str, Any]]
@@ -62,7 +65,7 @@ class BundleResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class VerifyResult:
+class VerifyResult(io.SavesJson):
     """The outcome of `verify`: `ok` only when every check passed.
 
     `checks` lists (name, passed, detail) in the order they ran; `problems` holds the

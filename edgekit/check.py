@@ -74,8 +74,8 @@ class CheckResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class CheckReport:
-    """Every check of one model, in the order they ran."""
+class CheckReport(io.SavesJson):
+    """Every check of one model, in the order they ran; `save(path)` writes its JSON."""
 
     model: str
     results: tuple[CheckResult, ...]
@@ -95,10 +95,6 @@ class CheckReport:
             "passed": self.passed,
             "checks": [r.to_dict() for r in self.results],
         }
-
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
-        """Writes `to_dict()` as JSON, atomically."""
-        return io.write_json(path, self.to_dict(), overwrite=overwrite)
 
     def format(self) -> str:
         """One line per check, then the verdict."""

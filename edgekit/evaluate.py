@@ -69,7 +69,22 @@ class EvaluationResult:
         }
 
     def save(self, folder: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
-        """Writes `evaluation.json` into `folder`."""
+        """Writes the JSON of `to_dict()` as `evaluation.json` into `folder`.
+
+        Unlike the results that are one JSON file (`edgekit.io.SavesJson`), this one
+        takes the folder of a run, where each stage leaves its own file.
+
+        Args:
+          folder: an existing folder.
+          overwrite: replace an existing `evaluation.json`.
+
+        Returns:
+          The path of `evaluation.json`.
+
+        Raises:
+          UserInputError: `folder` does not exist, or the file exists and `overwrite`
+            is False; nothing is written then.
+        """
         path = pathlib.Path(folder) / "evaluation.json"
         return io.write_json(path, self.to_dict(), overwrite=overwrite)
 

@@ -153,6 +153,30 @@ def write_json(path: PathLike, obj: Any, *, overwrite: bool = False) -> pathlib.
     )
 
 
+class SavesJson:
+    """Base of the results that are one JSON document: `save(path)` writes `to_dict()`.
+
+    What `save` means, per result type: a JSON document (`CheckReport`, the bundle's
+    `BundleResult` and `VerifyResult`, `lite.inspect.ModelReport`) is written to the
+    file `path`; `ConversionResult.save(path)` writes the `.tflite` file; and
+    `EvaluationResult.save(folder)` writes `evaluation.json` into a run's folder.
+    Every `save` refuses to replace a file unless `overwrite=True`, and writes
+    atomically.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def save(self, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
+        """Writes the JSON of `to_dict()` to the file `path`, atomically; returns `path`.
+
+        Raises:
+          UserInputError: the file exists and `overwrite` is False, or its folder is
+            missing; nothing is written then.
+        """
+        return write_json(path, self.to_dict(), overwrite=overwrite)
+
+
 # ----------------------------------------------------------------------------
 # Reading models
 

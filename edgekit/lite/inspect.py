@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import _compat, errors
+from edgekit import _compat, errors, io
 from edgekit.lite import _schema, validate
 
 # Builtin ops the XNNPack delegate takes (tensorflow/lite/delegates/xnnpack, 2.21);
@@ -60,7 +60,7 @@ _NUMPY = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelReport:
+class ModelReport(io.SavesJson):
     """Everything `inspect_model` found; `to_dict()` is JSON-ready."""
 
     file_size: int
