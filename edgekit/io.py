@@ -46,14 +46,19 @@ class SavedModelDir:
 
     def predict(self, x: Any) -> Any:
         tf = _compat.tf()
-        fn = _load_saved_model_signature(self.path, self.signature)
+        fn = load_saved_model_signature(self.path, self.signature)
         ((arg_name, spec),) = fn.structured_input_signature[1].items()
         out = fn(**{arg_name: tf.constant(x, dtype=spec.dtype)})
         (value,) = out.values() if len(out) == 1 else (list(out.values())[0],)
         return value.numpy()
 
 
-def _load_saved_model_signature(path: str, signature: str) -> Any:
+def load_saved_model_signature(path: str, signature: str) -> Any:
+    """Loads a SavedModel and returns its `signature` function (convert and predict use it).
+
+    Raises:
+      UserInputError: the SavedModel has no such signature.
+    """
     tf = _compat.tf()
     loaded = tf.saved_model.load(path)
     if signature not in loaded.signatures:
@@ -64,6 +69,10 @@ def _load_saved_model_signature(path: str, signature: str) -> Any:
     fn = loaded.signatures[signature]
     fn._edgekit_owner = loaded  # keep the trackable alive while fn is used
     return fn
+
+
+# The old private name, still used by edgekit.convert until it calls the public one.
+_load_saved_model_signature = load_saved_model_signature
 
 
 # ----------------------------------------------------------------------------

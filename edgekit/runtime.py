@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from edgekit import _compat, errors
-from edgekit.lite import tensor_spec, validate
+from edgekit.lite import tensor_spec
+from edgekit.lite import validate as lite_validate  # `validate` is LiteModel's argument
 
 _INT_RANGES = {
     np.dtype(np.int8): (-128, 127),
@@ -33,12 +34,9 @@ _INT_RANGES = {
 # Defined below this layer (`lite/` describes and reads files; it never runs them),
 # re-exported here where users found them first.
 TensorSpec = tensor_spec.TensorSpec
-read_model_bytes = validate.read_model_bytes
-
-
-def _maybe_validate(data: bytes) -> None:
-    """Runs edgekit's structural checks of untrusted flatbuffers (`benchmark` calls it)."""
-    validate.check_model_bytes(data)
+read_model_bytes = lite_validate.read_model_bytes
+# The old private name, still used by edgekit.benchmark until it calls the public one.
+_maybe_validate = lite_validate.check_model_bytes
 
 
 class LiteModel:
@@ -68,7 +66,7 @@ class LiteModel:
             )
         self.model_bytes = read_model_bytes(model)
         if validate:
-            _maybe_validate(self.model_bytes)
+            lite_validate.check_model_bytes(self.model_bytes)
         self.num_threads = num_threads
         self.use_xnnpack = use_xnnpack
         interp_mod = _compat.litert_interpreter()
