@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edgekit import _compat, errors, io
+from edgekit import _compat, errors, io, runtime
 from edgekit.lite import c_array as c_array_lib
 from edgekit.lite import inspect as inspect_lib
 from edgekit.lite import validate
@@ -50,8 +50,11 @@ _SELF_HASH = "manifest_sha256"
 
 
 @dataclasses.dataclass(frozen=True)
-class BundleResult:
-    """Where the bundle went and what its manifest says."""
+class BundleResult(io.SavesJson):
+    """Where the bundle went and what its manifest says.
+
+    `save(path)` writes this record as JSON; `export` has already written the bundle.
+    """
 
     output_dir: str
     files: dict[str, dict[str, Any]]
@@ -62,7 +65,7 @@ class BundleResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class VerifyResult:
+class VerifyResult(io.SavesJson):
     """The outcome of `verify`: `ok` only when every check passed.
 
     `checks` lists (name, passed, detail) in the order they ran; `problems` holds the
@@ -260,8 +263,6 @@ def export(
     Example:
         >>> export("model.tflite", "bundle", labels="labels.txt", c_array=True)
     """
-    from edgekit import runtime
-
     out = _check_output_dir(output_dir, overwrite)
     label_list = _labels(labels)
     norm = _normalization(normalization)

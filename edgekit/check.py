@@ -28,7 +28,8 @@ import os
 import pathlib
 from typing import Any
 
-from edgekit import errors, io, runtime
+from edgekit import benchmark, errors, evaluate, io
+from edgekit.lite import validate
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 
@@ -73,8 +74,8 @@ class CheckResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class CheckReport:
-    """Every check of one model, in the order they ran."""
+class CheckReport(io.SavesJson):
+    """Every check of one model, in the order they ran; `save(path)` writes its JSON."""
 
     model: str
     results: tuple[CheckResult, ...]
@@ -94,10 +95,6 @@ class CheckReport:
             "passed": self.passed,
             "checks": [r.to_dict() for r in self.results],
         }
-
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
-        """Writes `to_dict()` as JSON, atomically."""
-        return io.write_json(path, self.to_dict(), overwrite=overwrite)
 
     def format(self) -> str:
         """One line per check, then the verdict."""
@@ -266,8 +263,8 @@ def run_checks(
         num_threads=num_threads,
         num_runs=num_runs,
     )
-    blob = runtime.read_model_bytes(model)
-    runtime._maybe_validate(blob)
+    blob = validate.read_model_bytes(model)
+    validate.check_model_bytes(blob)
     name = "<bytes>" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
     results = [_size_check(blob, max_size_kb)]
     results += _accuracy_checks(
@@ -309,8 +306,6 @@ def _accuracy_checks(
 ) -> list[CheckResult]:
     if min_accuracy is None and max_accuracy_drop is None:
         return [_skipped("accuracy"), _skipped("accuracy_drop")]
-    from edgekit import evaluate
-
     result = evaluate.evaluate(
         blob, data, reference=reference if max_accuracy_drop is not None else None
     )
@@ -363,8 +358,6 @@ def _latency_check(
 ) -> CheckResult:
     if max_latency_ms is None:
         return _skipped("latency")
-    from edgekit import benchmark
-
     cfg = benchmark.BenchmarkConfig(num_threads=num_threads, num_runs=num_runs)
     stats = benchmark.benchmark(blob, cfg).rows[0]
     p50_ms = stats.latency_us["p50"] / 1000

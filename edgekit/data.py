@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -115,8 +116,6 @@ def _load(source: Any, *, max_samples: int | None, image_size: tuple[int, int] |
 
 
 def _is_tf_dataset(obj: Any) -> bool:
-    import sys
-
     tf = sys.modules.get("tensorflow")
     return tf is not None and isinstance(obj, tf.data.Dataset)
 

@@ -17,12 +17,13 @@ import dataclasses
 import io as _io
 import os
 import pathlib
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from edgekit import data, errors, io, runtime
+from edgekit import _compat, convert, data, errors, io, runtime
 from edgekit.config import ConvertConfig, ConvertMode, EvaluateConfig
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
@@ -68,7 +69,22 @@ class EvaluationResult:
         }
 
     def save(self, folder: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
-        """Writes `evaluation.json` into `folder`."""
+        """Writes the JSON of `to_dict()` as `evaluation.json` into `folder`.
+
+        Unlike the results that are one JSON file (`edgekit.io.SavesJson`), this one
+        takes the folder of a run, where each stage leaves its own file.
+
+        Args:
+          folder: an existing folder.
+          overwrite: replace an existing `evaluation.json`.
+
+        Returns:
+          The path of `evaluation.json`.
+
+        Raises:
+          UserInputError: `folder` does not exist, or the file exists and `overwrite`
+            is False; nothing is written then.
+        """
         path = pathlib.Path(folder) / "evaluation.json"
         return io.write_json(path, self.to_dict(), overwrite=overwrite)
 
@@ -216,8 +232,6 @@ def layer_quantization_error(
       statistics (`mean_squared_error`, `num_elements`, `stddev`, `mean_error`,
       `max_abs_error`, `scale`, ...).
     """
-    from edgekit import _compat, convert
-
     tf = _compat.tf()
     config = config or ConvertConfig(mode=ConvertMode.INT8)
     if not config.mode.needs_calibration:
@@ -228,8 +242,6 @@ def layer_quantization_error(
     keras_model = io.load_model(model)
     calibration = convert._calibration_set(keras_model, config, calibration_data)
     debug = data.calibration_samples(calibration, debug_samples)
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="edgekit-qdebug-") as workdir:
         converter = convert._make_converter(keras_model, workdir)
         convert._configure(converter, dataclasses.replace(config, io_type="float32"), calibration)

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -45,14 +46,19 @@ class SavedModelDir:
 
     def predict(self, x: Any) -> Any:
         tf = _compat.tf()
-        fn = _load_saved_model_signature(self.path, self.signature)
+        fn = load_saved_model_signature(self.path, self.signature)
         ((arg_name, spec),) = fn.structured_input_signature[1].items()
         out = fn(**{arg_name: tf.constant(x, dtype=spec.dtype)})
         (value,) = out.values() if len(out) == 1 else (list(out.values())[0],)
         return value.numpy()
 
 
-def _load_saved_model_signature(path: str, signature: str) -> Any:
+def load_saved_model_signature(path: str, signature: str) -> Any:
+    """Loads a SavedModel and returns its `signature` function (convert and predict use it).
+
+    Raises:
+      UserInputError: the SavedModel has no such signature.
+    """
     tf = _compat.tf()
     loaded = tf.saved_model.load(path)
     if signature not in loaded.signatures:
@@ -63,6 +69,10 @@ def _load_saved_model_signature(path: str, signature: str) -> Any:
     fn = loaded.signatures[signature]
     fn._edgekit_owner = loaded  # keep the trackable alive while fn is used
     return fn
+
+
+# The old private name, still used by edgekit.convert until it calls the public one.
+_load_saved_model_signature = load_saved_model_signature
 
 
 # ----------------------------------------------------------------------------
@@ -152,6 +162,30 @@ def write_json(path: PathLike, obj: Any, *, overwrite: bool = False) -> pathlib.
     )
 
 
+class SavesJson:
+    """Base of the results that are one JSON document: `save(path)` writes `to_dict()`.
+
+    What `save` means, per result type: a JSON document (`CheckReport`, the bundle's
+    `BundleResult` and `VerifyResult`, `lite.inspect.ModelReport`) is written to the
+    file `path`; `ConversionResult.save(path)` writes the `.tflite` file; and
+    `EvaluationResult.save(folder)` writes `evaluation.json` into a run's folder.
+    Every `save` refuses to replace a file unless `overwrite=True`, and writes
+    atomically.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def save(self, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
+        """Writes the JSON of `to_dict()` to the file `path`, atomically; returns `path`.
+
+        Raises:
+          UserInputError: the file exists and `overwrite` is False, or its folder is
+            missing; nothing is written then.
+        """
+        return write_json(path, self.to_dict(), overwrite=overwrite)
+
+
 # ----------------------------------------------------------------------------
 # Reading models
 
@@ -208,7 +242,7 @@ def _read_config(path: pathlib.Path, fmt: str) -> tuple[Any, str | None]:
             ) from None
         return config, version
     if fmt == "h5":
-        import h5py
+        import h5py  # lazy: comes with TensorFlow and is needed for .h5 files only
 
         try:
             with h5py.File(path, "r") as f:
@@ -340,16 +374,12 @@ def _first_line(e: BaseException) -> str:
 
 def is_tf_keras_model(obj: Any) -> bool:
     """True for a tf_keras (Keras 2) model; never imports tf_keras if it is not loaded."""
-    import sys
-
     mod = sys.modules.get("tf_keras")
     return mod is not None and isinstance(obj, mod.Model)
 
 
 def is_keras3_model(obj: Any) -> bool:
     """True for a Keras 3 model; never imports keras if it is not loaded."""
-    import sys
-
     mod = sys.modules.get("keras")
     return (
         mod is not None

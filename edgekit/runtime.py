@@ -13,15 +13,15 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from edgekit import _compat, errors
+from edgekit.lite import tensor_spec
+from edgekit.lite import validate as lite_validate  # `validate` is LiteModel's argument
 
 _INT_RANGES = {
     np.dtype(np.int8): (-128, 127),
@@ -31,94 +31,12 @@ _INT_RANGES = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class TensorSpec:
-    """One input or output of a `.tflite` model.
-
-    `shape` is the shape as allocated now; `shape_signature` has -1 for dynamic
-    dimensions. `scale`/`zero_point` are the per-tensor quantization parameters
-    (None for float tensors); per-channel parameters are in `scales`/`zero_points`.
-    """
-
-    name: str
-    index: int
-    shape: tuple[int, ...]
-    shape_signature: tuple[int, ...]
-    dtype: str
-    scale: float | None
-    zero_point: int | None
-    scales: tuple[float, ...] = ()
-    zero_points: tuple[int, ...] = ()
-    quantized_dimension: int = 0
-
-    @property
-    def quantized(self) -> bool:
-        return self.scale is not None
-
-    @property
-    def dynamic_batch(self) -> bool:
-        return len(self.shape_signature) > 0 and self.shape_signature[0] == -1
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["shape"] = list(self.shape)
-        d["shape_signature"] = list(self.shape_signature)
-        d["scales"] = list(self.scales)
-        d["zero_points"] = list(self.zero_points)
-        return d
-
-    @classmethod
-    def from_details(cls, detail: Mapping[str, Any]) -> TensorSpec:
-        qp = detail.get("quantization_parameters") or {}
-        scales = tuple(float(s) for s in qp.get("scales", ()))
-        zps = tuple(int(z) for z in qp.get("zero_points", ()))
-        scale, zp = detail.get("quantization", (0.0, 0))
-        quantized = bool(scales) and float(scale) != 0.0
-        return cls(
-            name=str(detail["name"]),
-            index=int(detail["index"]),
-            shape=tuple(int(d) for d in detail["shape"]),
-            shape_signature=tuple(int(d) for d in detail.get("shape_signature", detail["shape"])),
-            dtype=np.dtype(detail["dtype"]).name,
-            scale=float(scale) if quantized else None,
-            zero_point=int(zp) if quantized else None,
-            scales=scales,
-            zero_points=zps,
-            quantized_dimension=int(qp.get("quantized_dimension", 0)),
-        )
-
-
-def read_model_bytes(model: str | os.PathLike | bytes) -> bytes:
-    """Returns the bytes of a `.tflite` model given as a path or bytes, checking the identifier."""
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        data = bytes(model)
-        where = "the given bytes"
-    else:
-        p = pathlib.Path(model)
-        if not p.is_file():
-            raise errors.UserInputError(
-                f"No .tflite file at {str(p)!r}. Check the path. " + errors.received(model=str(p))
-            )
-        data = p.read_bytes()
-        where = repr(str(p))
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise errors.UserInputError(
-            f"{where} is not a TFLite flatbuffer (the file identifier 'TFL3' is missing; "
-            f"{len(data)} bytes). Pass a .tflite file made by the TFLite converter or "
-            "edgekit-convert. " + errors.received(model=where if len(where) < 200 else "<bytes>")
-        )
-    return data
-
-
-def _maybe_validate(data: bytes) -> None:
-    """Runs edgekit's structural checks of untrusted flatbuffers, where available."""
-    try:
-        from edgekit.lite import validate as _validate
-    except ImportError:  # pragma: no cover - the validator ships with edgekit
-        return
-    check = getattr(_validate, "check_model_bytes", None)
-    if check is not None:
-        check(data)
+# Defined below this layer (`lite/` describes and reads files; it never runs them),
+# re-exported here where users found them first.
+TensorSpec = tensor_spec.TensorSpec
+read_model_bytes = lite_validate.read_model_bytes
+# The old private name, still used by edgekit.benchmark until it calls the public one.
+_maybe_validate = lite_validate.check_model_bytes
 
 
 class LiteModel:
@@ -148,7 +66,7 @@ class LiteModel:
             )
         self.model_bytes = read_model_bytes(model)
         if validate:
-            _maybe_validate(self.model_bytes)
+            lite_validate.check_model_bytes(self.model_bytes)
         self.num_threads = num_threads
         self.use_xnnpack = use_xnnpack
         interp_mod = _compat.litert_interpreter()

@@ -187,3 +187,15 @@ def test_cli_export_bad_input_exit_2(tmp_path):
         assert p.returncode == 2, p.stderr
         assert p.stderr.startswith("error: ") and "Traceback" not in p.stderr
     assert sorted(f.name for f in tmp_path.iterdir()) == ["junk.tflite"]
+
+
+def test_export_and_verify_results_save_their_json_to_a_file(int8_path, tmp_path):
+    made = bundle.export(int8_path, tmp_path / "b")
+    checked = bundle.verify(tmp_path / "b")
+    before = sorted(p.name for p in (tmp_path / "b").iterdir())
+    for result, name in ((made, "export.json"), (checked, "verify.json")):
+        path = result.save(tmp_path / name)
+        assert json.loads(path.read_text()) == json.loads(json.dumps(result.to_dict()))
+        with pytest.raises(errors.UserInputError, match="already exists"):
+            result.save(path)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == before  # bundle untouched

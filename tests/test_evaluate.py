@@ -1,9 +1,11 @@
 """Evaluation figures, and the example's conversion targets from the foundation issue."""
 
+import json
+
 import numpy as np
 import pytest
 
-from edgekit import convert, evaluate
+from edgekit import convert, errors, evaluate
 from edgekit.config import ConvertConfig, EvaluateConfig
 
 
@@ -78,3 +80,15 @@ def test_example_meets_the_conversion_targets(example):
     # model and lands near 34% of float32; per-tensor meets the 30% target.
     assert results["int8_per_tensor"][0].size_bytes <= 0.30 * f32.size_bytes
     assert results["int8"][0].size_bytes <= 0.36 * f32.size_bytes
+
+
+def test_result_saves_evaluation_json_into_a_folder_and_refuses_to_overwrite(tmp_path):
+    result = evaluate.EvaluationResult(
+        num_samples=4, accuracy=0.75, top_k_accuracy={1: 0.75}, metrics={}, parity=None
+    )
+    path = result.save(tmp_path)
+    assert path == tmp_path / "evaluation.json"
+    assert json.loads(path.read_text()) == json.loads(json.dumps(result.to_dict()))
+    with pytest.raises(errors.UserInputError, match="already exists"):
+        result.save(tmp_path)
+    result.save(tmp_path, overwrite=True)

@@ -191,3 +191,13 @@ def test_cli_bad_input_exit_2_without_traceback(tmp_path):
         assert p.returncode == 2, p.stderr
         assert p.stderr.startswith("error: ") and "Traceback" not in p.stderr
     assert sorted(f.name for f in tmp_path.iterdir()) == ["junk.tflite", "trunc.tflite"]
+
+
+def test_report_saves_its_json_to_a_file_and_refuses_to_overwrite(tmp_path):
+    report = inspect_lib.inspect_model(fx.small_cnn_int8())
+    path = report.save(tmp_path / "inspect.json")
+    assert path == tmp_path / "inspect.json"
+    assert json.loads(path.read_text()) == json.loads(json.dumps(report.to_dict()))
+    with pytest.raises(errors.UserInputError, match="already exists"):
+        report.save(path)
+    report.save(path, overwrite=True)

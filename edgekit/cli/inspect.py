@@ -40,7 +40,7 @@ def main(argv: Sequence[str]) -> None:
     r = inspect_lib.inspect_model(_MODEL.value, ram_kb=_RAM_KB.value, flash_kb=_FLASH_KB.value)
     print_report(r, top=_TOP.value, ops=_OPS.value)
     if _JSON.value:
-        io.write_json(_JSON.value, r.to_dict(), overwrite=_OVERWRITE.value)
+        r.save(_JSON.value, overwrite=_OVERWRITE.value)
         print(f"\nwrote {_JSON.value}")
 
 

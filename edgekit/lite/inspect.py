@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import _compat, errors
+from edgekit import _compat, errors, io
 from edgekit.lite import _schema, validate
 
 # Builtin ops the XNNPack delegate takes (tensorflow/lite/delegates/xnnpack, 2.21);
@@ -60,7 +60,7 @@ _NUMPY = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelReport:
+class ModelReport(io.SavesJson):
     """Everything `inspect_model` found; `to_dict()` is JSON-ready."""
 
     file_size: int
@@ -120,9 +120,7 @@ def inspect_model(
                 f"{name} must be a positive number of KiB, or None. "
                 + errors.received(**{name: value})
             )
-    from edgekit import runtime  # numpy + litert only
-
-    data = runtime.read_model_bytes(model)
+    data = validate.read_model_bytes(model)
     m = validate.parse_model(data)
     return _build_report(m, data, ram_kb=ram_kb, flash_kb=flash_kb)
 
