@@ -35,8 +35,6 @@ _INT_RANGES = {
 # re-exported here where users found them first.
 TensorSpec = tensor_spec.TensorSpec
 read_model_bytes = lite_validate.read_model_bytes
-# The old private name, still used by edgekit.benchmark until it calls the public one.
-_maybe_validate = lite_validate.check_model_bytes
 
 
 class LiteModel:
