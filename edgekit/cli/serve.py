@@ -24,23 +24,21 @@ _MODEL_NAME = flags.DEFINE_string(
 _HOST = flags.DEFINE_string(
     "host", "0.0.0.0", "Address to listen on: 0.0.0.0 (all, as in a container) or 127.0.0.1."
 )
-_HTTP_PORT = flags.DEFINE_integer("http_port", 8080, "REST port (V1 and V2).", lower_bound=1)
-_GRPC_PORT = flags.DEFINE_integer("grpc_port", 8081, "gRPC port (V2).", lower_bound=1)
+_HTTP_PORT = flags.DEFINE_integer("http_port", 8080, "REST port (V1 and V2).")
+_GRPC_PORT = flags.DEFINE_integer("grpc_port", 8081, "gRPC port (V2).")
 _GRPC = flags.DEFINE_boolean("grpc", True, "Serve gRPC too (--nogrpc: REST only).")
 _WORKERS = flags.DEFINE_integer(
-    "workers", 1, "Requests that run at once, each on its own interpreter.", lower_bound=1
+    "workers", 1, "Requests that run at once, each on its own interpreter."
 )
 _NUM_THREADS = flags.DEFINE_integer(
-    "num_threads", 1, "Threads per interpreter; keep workers x num_threads <= cores.", lower_bound=1
+    "num_threads", 1, "Threads per interpreter; keep workers x num_threads <= cores."
 )
-_MAX_BATCH_SIZE = flags.DEFINE_integer(
-    "max_batch_size", 64, "Most samples one request may hold.", lower_bound=1
-)
+_MAX_BATCH_SIZE = flags.DEFINE_integer("max_batch_size", 64, "Most samples one request may hold.")
 _MAX_BODY_MB = flags.DEFINE_float(
     "max_body_mb", 16.0, "Largest request body accepted (REST and gRPC), MiB."
 )
 _GRACE_SECONDS = flags.DEFINE_integer(
-    "grace_seconds", 30, "On SIGTERM, how long requests in flight may take.", lower_bound=0
+    "grace_seconds", 30, "On SIGTERM, how long requests in flight may take."
 )
 _LOG_REQUESTS = flags.DEFINE_boolean("log_requests", False, "Log every request.")
 
