@@ -103,11 +103,9 @@ class BundleModel(kserve.Model):
         return self.ready
 
     def stop(self) -> None:
-        # Called while the gRPC server may still drain: in-flight requests keep their
-        # interpreters; the executor finishes what it was given.
+        # KServe calls this on SIGTERM while gRPC may still drain: the interpreters and
+        # the executor stay, so requests in flight finish; new ones see "not ready".
         self.ready = False
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
 
     # -- metadata --------------------------------------------------------------
 

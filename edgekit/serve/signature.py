@@ -55,23 +55,23 @@ class Signature:
     max_batch_size: int
 
     def _find(self, name: str) -> int | None:
-        for i, spec in enumerate(self.inputs):
-            if name in (spec.name, short_name(spec.name)):
+        for i, (spec, shown) in enumerate(zip(self.inputs, self.input_names(), strict=True)):
+            if name in (spec.name, shown):
                 return i
         return None
 
     def input_names(self) -> list[str]:
-        return [short_name(s.name) for s in self.inputs]
+        return _names(self.inputs)
 
     def output_names(self) -> list[str]:
-        return [short_name(s.name) for s in self.outputs]
+        return _names(self.outputs)
 
     # -- checks --------------------------------------------------------------
 
     def check_array(self, index: int, value: Any, *, datatype: str | None = None) -> np.ndarray:
         """One input as a checked array: numbers, the sample shape, a batch in bounds."""
         spec = self.inputs[index]
-        name = short_name(spec.name)
+        name = self.input_names()[index]
         native = np.dtype(spec.dtype)
         if datatype is not None:
             if datatype not in FLOAT_DATATYPES and datatype != V2_DATATYPES.get(native.name):
@@ -251,9 +251,15 @@ class Signature:
         """V2 model metadata: what a client sends (FP32) and gets (FP32), by name."""
         specs = self.inputs if kind == "inputs" else self.outputs
         return [
-            {"name": short_name(s.name), "datatype": "FP32", "shape": list(s.shape_signature)}
-            for s in specs
+            {"name": name, "datatype": "FP32", "shape": list(s.shape_signature)}
+            for s, name in zip(specs, _names(specs), strict=True)
         ]
+
+
+def _names(specs: Sequence[TensorSpec]) -> list[str]:
+    """Short names when they stay distinct ('StatefulPartitionedCall:0' and ':1' do not)."""
+    short = [short_name(s.name) for s in specs]
+    return short if len(set(short)) == len(short) else [s.name for s in specs]
 
 
 def _preview(value: Any) -> str:
