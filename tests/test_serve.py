@@ -494,7 +494,8 @@ def test_serving_doc_manifest_and_dockerfile():
     assert cmd[0] == "edgekit-serve"
     assert any(a.startswith("--bundle=/mnt/models") for a in cmd)
     assert "--http_port=8080" in cmd
-    assert isvc["spec"]["predictor"]["storageUri"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert re.match(r"(gs|s3|pvc|https?)://", env["STORAGE_URI"])  # mounted at /mnt/models
     ports = {p["containerPort"] for p in container["ports"]}
     assert 8080 in ports
     (dockerfile,) = _fenced(text, "dockerfile")
@@ -617,3 +618,18 @@ def test_codec_rejects_with_a_message(body, words):
 
     with pytest.raises(errors.UserInputError, match=words):
         _two_by_two().decode_v1(body)
+
+
+def test_missing_tensorflow_is_a_user_error_that_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    from edgekit import _compat, errors
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorflow" else real(name, *a),
+    )
+    with pytest.raises(errors.UserInputError, match=r"pip install 'edgekit\[tensorflow\]'"):
+        _compat.tf.__wrapped__()
