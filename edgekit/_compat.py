@@ -16,6 +16,22 @@ import tempfile
 import types
 from collections.abc import Iterator
 
+from edgekit import errors
+
+# `pip install edgekit` (and the `serve` extra) brings the runtime only; the training
+# and conversion stages need the `tensorflow` extra.
+_NEEDS_TENSORFLOW = (
+    "This needs TensorFlow, which is not installed; install it with "
+    "pip install 'edgekit[tensorflow]' (the runtime, the benchmark harness and "
+    "edgekit-serve work without it). "
+)
+
+
+def _missing(package: str, error: ImportError) -> errors.UserInputError:
+    return errors.UserInputError(
+        _NEEDS_TENSORFLOW + errors.received(missing=package, import_error=str(error))
+    )
+
 
 def _quiet_tensorflow() -> None:
     # TensorFlow prints pages of CUDA and oneDNN notes on import (level 2 still lets
@@ -63,6 +79,10 @@ def _filtered_stderr() -> Iterator[None]:
 def tf() -> types.ModuleType:
     """Returns the `tensorflow` module."""
     _quiet_tensorflow()
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:  # checked without the noisy import
+        raise _missing("tensorflow", ImportError("No module named 'tensorflow'"))
     with _filtered_stderr():
         import tensorflow
 
@@ -79,7 +99,10 @@ def tf_keras() -> types.ModuleType:
     depend on the user's environment.
     """
     tf()
-    import tf_keras
+    try:
+        import tf_keras
+    except ImportError as e:
+        raise _missing("tf_keras", e) from None
 
     return tf_keras
 
@@ -88,7 +111,10 @@ def tf_keras() -> types.ModuleType:
 def tfmot() -> types.ModuleType:
     """Returns `tensorflow_model_optimization`."""
     tf_keras()  # TF-MOT picks its Keras at import time; make sure tf_keras is there.
-    import tensorflow_model_optimization
+    try:
+        import tensorflow_model_optimization
+    except ImportError as e:
+        raise _missing("tensorflow-model-optimization", e) from None
 
     return tensorflow_model_optimization
 

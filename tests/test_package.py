@@ -25,7 +25,7 @@ def test_runtime_needs_only_numpy_and_litert():
 
 
 def test_help_does_not_import_tensorflow():
-    for module in ("convert", "evaluate", "example", "benchmark"):
+    for module in ("convert", "evaluate", "example", "benchmark", "serve"):
         loaded = _modules_after(f"import sys; sys.argv=['x']\nimport edgekit.cli.{module}")
         assert "tensorflow" not in loaded, module
     out = subprocess.run(
