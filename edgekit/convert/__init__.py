@@ -1,0 +1,47 @@
+"""Post-training conversion: Keras/SavedModel -> `.tflite`, in every mode.
+
+- `converter`: TensorFlow's TFLite converter (Keras or SavedModel -> `.tflite`, with
+  post-training quantization).
+- `granularity`: per-channel against per-tensor int8 weights, measured.
+- `calibration`: checks calibration data before the slow part.
+- `result`: `ConversionResult`, what every conversion returns.
+
+Example:
+    >>> result = edgekit.convert.convert(model, ConvertConfig(mode="int8"), calibration_data=x)
+    >>> result.save("model_int8.tflite")
+"""
+
+from edgekit.config import ConvertConfig, ConvertMode, IOType
+from edgekit.convert.calibration import calibration_set, model_input_shapes
+from edgekit.convert.converter import (
+    captured_stderr,
+    configure,
+    convert,
+    float_ops,
+    is_quantization_aware,
+    make_converter,
+)
+from edgekit.convert.result import ConversionResult, gzip_size
+
+# The names other modules used before this became a package (edgekit.evaluate's
+# quantization debugger builds its converter with them).
+_calibration_set = calibration_set
+_make_converter = make_converter
+_configure = configure
+_captured_stderr = captured_stderr
+
+__all__ = [
+    "ConversionResult",
+    "ConvertConfig",
+    "ConvertMode",
+    "IOType",
+    "calibration_set",
+    "captured_stderr",
+    "configure",
+    "convert",
+    "float_ops",
+    "gzip_size",
+    "is_quantization_aware",
+    "make_converter",
+    "model_input_shapes",
+]
