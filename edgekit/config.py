@@ -196,7 +196,9 @@ class ConvertConfig(_Config):
         otherwise keep the per-channel one. Pruned models gain most: their per-channel
         scales are a large part of what does not compress. `converter_settings`
         records both measurements. Not for quantization-aware-trained models (their
-        granularity was fixed in training).
+        granularity was fixed in training). None (the default): measure whenever
+        calibration data is given and `per_channel` is not False; False forces
+        `per_channel` as given.
     """
 
     mode: ConvertMode = ConvertMode.FLOAT32
@@ -205,7 +207,7 @@ class ConvertConfig(_Config):
     allow_select_tf_ops: bool = False
     sparse_weights: bool = False
     per_channel: bool = True
-    choose_granularity: bool = False
+    choose_granularity: bool | None = None
 
     def __post_init__(self) -> None:
         self._coerce_enums()
@@ -224,7 +226,7 @@ class ConvertConfig(_Config):
             num_calibration_samples=self.num_calibration_samples,
         )
         _check(
-            not self.choose_granularity
+            self.choose_granularity is not True
             or self.mode in (ConvertMode.INT8, ConvertMode.INT8_FLOAT_FALLBACK),
             "choose_granularity picks per-channel or per-tensor int8 weights; it needs mode "
             "'int8' or 'int8_float_fallback'.",

@@ -248,6 +248,13 @@ def _convert_once(
     return blob, failure, settings, log, time.perf_counter() - start
 
 
+def _measures_granularity(config: ConvertConfig) -> bool:
+    """Whether both weight granularities are measured (by default, whenever it can be)."""
+    if config.choose_granularity is None:
+        return config.per_channel and config.mode in calibration_lib.QAT_MODES
+    return config.choose_granularity
+
+
 def _float_outputs(model: Any, x: np.ndarray) -> np.ndarray:
     """The float model's outputs on `x` (what a quantized file should agree with)."""
     if hasattr(model, "predict"):
@@ -322,7 +329,7 @@ def convert(
         raise _explain_failure(failure + "\n" + "\n".join(log), config) from None
     if config.choose_granularity and qat:
         settings["granularity_choice"] = "not made: the QAT model fixed it in training"
-    elif config.choose_granularity and calibration is not None:
+    elif _measures_granularity(config) and calibration is not None and not qat:
         other = dataclasses.replace(config, per_channel=not config.per_channel)
         blob2, failure2, settings2, log2, seconds2 = _convert_once(model, other, calibration)
         if failure2 is None:
