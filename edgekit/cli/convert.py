@@ -14,7 +14,7 @@ from absl import flags
 
 from edgekit import errors
 from edgekit.cli import _common
-from edgekit.config import ConvertMode, IOType
+from edgekit.config import BLOCK_SIZES, SCHEMES, Backend, ConvertMode, IOType
 
 _MODEL = flags.DEFINE_string("model", None, "Keras model: .keras, .h5 or a SavedModel directory.")
 _MODE = flags.DEFINE_enum("mode", "float32", [m.value for m in ConvertMode], "Post-training mode.")
@@ -49,6 +49,26 @@ _CHOOSE = flags.DEFINE_bool(
     "model as well on the calibration samples (within 0.5 points) and is smaller gzipped. "
     "This is what happens by default whenever calibration data is given and neither "
     "--per_channel nor --noper_channel is; --nochoose_granularity turns it off.",
+)
+_BACKEND = flags.DEFINE_enum(
+    "backend",
+    "converter",
+    [b.value for b in Backend],
+    "Who quantizes: the TFLite converter, or LiteRT Quantizer on the float32 .tflite "
+    "(needs --scheme).",
+)
+_SCHEME = flags.DEFINE_enum(
+    "scheme",
+    None,
+    sorted(SCHEMES),
+    "A LiteRT Quantizer scheme (sets the mode); the converter makes static_wi8_ai8, "
+    "static_wi8_ai16 and dynamic_wi8_afp32.",
+)
+_BLOCK = flags.DEFINE_enum(
+    "block_size",
+    None,
+    [str(b) for b in BLOCK_SIZES],
+    "LiteRT Quantizer's dynamic schemes: weight scales per block of this many values.",
 )
 _SPARSE = flags.DEFINE_bool(
     "sparse_weights", False, "Store sparse weights with TFLite's sparse encoding."
@@ -156,6 +176,9 @@ def main(argv: Sequence[str]) -> None:
         sparse_weights=_SPARSE.value,
         per_channel=_PER_CHANNEL.value,
         choose_granularity=_granularity_choice(),
+        backend=_BACKEND.value,
+        scheme=_SCHEME.value,
+        block_size=int(_BLOCK.value) if _BLOCK.value else None,
     )
     # Refuse an existing output before loading or converting anything.
     io.check_output_path(_OUTPUT.value, overwrite=_OVERWRITE.value)
@@ -172,7 +195,9 @@ def main(argv: Sequence[str]) -> None:
     if _JSON.value:
         io.write_json(_JSON.value, report, overwrite=_OVERWRITE.value)
     print(
-        f"Wrote {_OUTPUT.value}: mode {config.mode.value}, {result.size_bytes:,} bytes "
+        f"Wrote {_OUTPUT.value}: mode {config.mode.value}"
+        + (f" ({config.scheme}, {config.backend.value})" if config.scheme else "")
+        + f", {result.size_bytes:,} bytes "
         f"({result.gzip_size_bytes:,} gzipped), converted in {result.conversion_seconds:.1f} s"
         + (
             f" with {result.num_calibration_samples} calibration samples"

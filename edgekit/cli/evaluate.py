@@ -19,7 +19,9 @@ _DATA = flags.DEFINE_string(
     "data", None, "Evaluation data: .npz (x, y), .npy (x) or an image folder."
 )
 _REFERENCE = flags.DEFINE_string(
-    "reference", None, "The Keras model it came from, for parity figures."
+    "reference",
+    None,
+    "The Keras model it came from, or the float .tflite it was quantized from, for parity figures.",
 )
 _TOP_K = flags.DEFINE_list("top_k", ["1", "5"], "k values of top-k accuracy.")
 _BATCH = flags.DEFINE_integer(

@@ -10,7 +10,6 @@ trained model is converted with the activation ranges it learned, not re-calibra
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import pathlib
@@ -25,55 +24,9 @@ import numpy as np
 from edgekit import _compat, errors, io
 from edgekit.config import ConvertConfig, ConvertMode, IOType
 from edgekit.convert import calibration as calibration_lib
-from edgekit.convert import granularity
+from edgekit.convert import granularity, logs
+from edgekit.convert.logs import captured_stderr
 from edgekit.convert.result import ConversionResult, gzip_size
-
-# Lines the converter prints on every run; they tell the user nothing.
-_NOISE = (
-    "Ignored output_format",
-    "Ignored drop_control_dependency",
-    "absl::InitializeLog",
-    "cuInit",
-    "cuda",
-    "TF-TRT",
-    "oneDNN",
-    "Statistics for quantized inputs were expected",  # every int8 run; harmless
-    "warnings.warn(",
-)
-
-
-@contextlib.contextmanager
-def captured_stderr() -> Iterator[list[str]]:
-    """Captures what C++ code writes to file descriptor 2 (the converter's log)."""
-    lines: list[str] = []
-    import sys
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            lines.extend(tmp.read().decode("utf-8", "replace").splitlines())
-
-
-def _warnings_from(lines: list[str]) -> tuple[str, ...]:
-    out: list[str] = []
-    for line in lines:
-        text = line.strip()
-        if not text or any(n in text for n in _NOISE):
-            continue
-        if text[:1] in "WE" and re.match(r"^[WE]\d{4} ", text) or "warning" in text.lower():
-            # Drop the glog prefix: "W0000 00:00:17.. 123 file.cc:45] message".
-            text = re.sub(r"^[WE]\d{4} [\d:.]+\s+\d+ [^\]]+\] ", "", text)
-            if text not in out:
-                out.append(text)
-    return tuple(out)
 
 
 def _converter_error() -> type[Exception]:
@@ -347,6 +300,6 @@ def convert(
         gzip_size_bytes=gzip_size(blob),
         conversion_seconds=seconds,
         converter_settings=settings,
-        converter_warnings=_warnings_from(log),
+        converter_warnings=logs.warnings_from(log),
         num_calibration_samples=0 if calibration is None else len(calibration),
     )
