@@ -226,7 +226,8 @@ class ConvertConfig(_Config):
         weights, float activations, no calibration). Needed by "litert_quantizer".
       block_size: LiteRT Quantizer's dynamic and weight-only schemes: one weight
         scale per block of this many input values (32, 64, 128 or 256) instead of
-        one per output channel; None for per-channel.
+        one per output channel, on the ops that have blockwise kernels (fully
+        connected ops with the dynamic schemes); None for per-channel.
     """
 
     mode: ConvertMode = ConvertMode.FLOAT32
