@@ -261,3 +261,30 @@ def test_quantize_help_and_the_convert_package_import_neither_tensorflow_nor_the
         [sys.executable, "-m", "edgekit.cli.quantize", "--help"], capture_output=True, text=True
     )
     assert "--max_accuracy_drop" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_quantize_then_evaluate_commands_work_from_the_float_file_alone(digits_like, tmp_path):
+    x, y = digits_like
+    np.save(tmp_path / "cal.npy", x)
+    np.savez(tmp_path / "eval.npz", x=x, y=y)
+    proc = run_cli(
+        "quantize",
+        f"--model={FLOAT}",
+        "--scheme=static_wi8_ai8",
+        f"--calibration_data={tmp_path}/cal.npy",
+        f"--output={tmp_path}/q.tflite",
+        f"--json={tmp_path}/q.json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads((tmp_path / "q.json").read_text())) == CONVERTER_KEYS | {"output"}
+    proc = run_cli(
+        "evaluate",
+        f"--model={tmp_path}/q.tflite",
+        f"--data={tmp_path}/eval.npz",
+        f"--reference={FLOAT}",
+        f"--json={tmp_path}/ev.json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    ev = json.loads((tmp_path / "ev.json").read_text())
+    assert ev["parity"]["top1_agreement"] >= 0.9 and ev["reference_accuracy"] == 1.0
+    assert "float .tflite reference accuracy: 100.00%" in proc.stdout

@@ -87,7 +87,8 @@ def main(argv: Sequence[str]) -> None:
         line = ", ".join(f"top-{k} {100 * v:.2f}%" for k, v in result.top_k_accuracy.items())
         print(f"  accuracy: {line}")
         if result.reference_accuracy is not None:
-            print(f"  Keras reference accuracy: {100 * result.reference_accuracy:.2f}%")
+            kind = "Keras" if io.detect_format(_REFERENCE.value) != "tflite" else "float .tflite"
+            print(f"  {kind} reference accuracy: {100 * result.reference_accuracy:.2f}%")
     if result.parity is not None:
         p = result.parity
         print(
