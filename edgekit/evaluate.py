@@ -129,8 +129,19 @@ def parity(outputs: np.ndarray, reference: np.ndarray) -> ParityResult:
     )
 
 
+def _is_tflite(reference: Any) -> bool:
+    if isinstance(reference, (runtime.LiteModel, bytes, bytearray)):
+        return True
+    if isinstance(reference, (str, os.PathLike)) and pathlib.Path(reference).is_file():
+        return io.detect_format(reference) == "tflite"
+    return False
+
+
 def predict_reference(reference: Any, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-    """Runs a Keras model (tf_keras or Keras 3) or a SavedModel on `x`, in inference mode."""
+    """Runs a Keras model (tf_keras or Keras 3), a SavedModel or a LiteModel on `x`."""
+    if isinstance(reference, runtime.LiteModel):
+        out = reference.predict(x, batch_size=batch_size)
+        return out if isinstance(out, np.ndarray) else out[0]
     if isinstance(reference, io.SavedModelDir):
         return np.concatenate(
             [reference.predict(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
@@ -158,7 +169,8 @@ def evaluate(
       model: a `.tflite` path, its bytes, or a `runtime.LiteModel`.
       eval_data: any source `edgekit.data.load` accepts; labels enable accuracy.
       config: top-k values, batch size, sample cap, threads.
-      reference: the Keras model (object or path) the file was converted from;
+      reference: the Keras model (object or path) the file was converted from, or
+        the float `.tflite` (path, bytes or LiteModel) it was quantized from;
         enables parity figures.
       metrics: extra metrics, `name -> fn(y_true, y_pred) -> float`, computed on the
         dequantized outputs.
@@ -177,7 +189,10 @@ def evaluate(
         spec = lite.inputs[0]
         data.check_inputs(ds.x, spec.shape_signature, what="evaluation data")
     ref_model = None
-    if reference is not None:
+    if _is_tflite(reference):
+        # A float .tflite as the reference: parity and accuracy with no Keras model.
+        ref_model = runtime.LiteModel(reference, num_threads=config.num_threads)
+    elif reference is not None:
         ref_model = io.load_model(reference, custom_objects=custom_objects, safe_mode=safe_mode)
     x = ds.x.astype(np.float32) if ds.x.dtype.kind == "f" else ds.x
     outputs = lite.predict(x, batch_size=config.batch_size)
@@ -240,17 +255,17 @@ def layer_quantization_error(
             "int8_float_fallback, int16x8). " + errors.received(mode=config.mode.value)
         )
     keras_model = io.load_model(model)
-    calibration = convert._calibration_set(keras_model, config, calibration_data)
+    calibration = convert.calibration_set(keras_model, config, calibration_data)
     debug = data.calibration_samples(calibration, debug_samples)
     with tempfile.TemporaryDirectory(prefix="edgekit-qdebug-") as workdir:
-        converter = convert._make_converter(keras_model, workdir)
-        convert._configure(converter, dataclasses.replace(config, io_type="float32"), calibration)
+        converter = convert.make_converter(keras_model, workdir)
+        convert.configure(converter, dataclasses.replace(config, io_type="float32"), calibration)
 
         def debug_dataset():
             for sample in debug:
                 yield [sample[None]]
 
-        with convert._captured_stderr():
+        with convert.captured_stderr():
             debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=converter, debug_dataset=debug_dataset
             )

@@ -71,10 +71,6 @@ def load_saved_model_signature(path: str, signature: str) -> Any:
     return fn
 
 
-# The old private name, still used by edgekit.convert until it calls the public one.
-_load_saved_model_signature = load_saved_model_signature
-
-
 # ----------------------------------------------------------------------------
 # Writing files
 

@@ -187,10 +187,10 @@ def pack(model_t) -> bytes:
 
 def _structure_positions(data: bytes) -> np.ndarray:
     """Byte positions outside the buffers' data: the flatbuffer's tables and vectors."""
-    from edgekit.lite import _schema
+    from edgekit.lite import schema
 
     mask = np.ones(len(data), dtype=bool)
-    for b in _schema.parse(data).buffers:
+    for b in schema.parse(data).buffers:
         mask[b.start : b.start + b.size] = False
     return np.flatnonzero(mask)
 

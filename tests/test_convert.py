@@ -1,5 +1,7 @@
 """Conversion in every mode, and every bad calibration input refused before the slow part."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -116,9 +118,9 @@ def test_result_save_refuses_to_overwrite(tmp_path, tiny_model):
 
 
 def _weight_scale_counts(blob: bytes) -> list[int]:
-    from edgekit.lite import _schema
+    from edgekit.lite import schema
 
-    m = _schema.parse(blob)
+    m = schema.parse(blob)
     sg = m.subgraphs[0]
     return [
         len(t.quantization.scales)
@@ -146,8 +148,45 @@ def test_choose_granularity_keeps_the_smaller_file_only_when_it_agrees(tiny_mode
     assert choice["samples"] == r.num_calibration_samples == len(x)
     for key in ("per_channel", "per_tensor"):
         assert 0.0 <= choice[key]["agreement"] <= 1.0
-    plain = convert.convert(tiny_model, ConvertConfig(mode="int8"), calibration_data=x)
+    forced = ConvertConfig(mode="int8", choose_granularity=False)
+    plain = convert.convert(tiny_model, forced, calibration_data=x)
     assert max(_weight_scale_counts(plain.tflite_bytes)) > 1
+    assert "granularity_choice" not in plain.converter_settings
+
+
+def test_int8_with_calibration_measures_both_granularities_by_default(tiny_model, tiny_data):
+    # Issue 13, item 8: with calibration data the choice is made by measuring, unless forced.
+    x, _ = tiny_data
+    r = convert.convert(tiny_model, ConvertConfig(mode="int8"), calibration_data=x)
+    choice = r.converter_settings["granularity_choice"]
+    assert choice["chosen"] in ("per_channel", "per_tensor")
+    assert r.converter_settings["per_channel"] == (choice["chosen"] == "per_channel")
+    per_tensor = ConvertConfig(mode="int8", per_channel=False)
+    forced = convert.convert(tiny_model, per_tensor, calibration_data=x)
+    assert "granularity_choice" not in forced.converter_settings
+    assert max(_weight_scale_counts(forced.tflite_bytes)) == 1
+
+
+def test_convert_command_says_which_granularity_it_kept(tiny_model, tiny_data, tmp_path):
+    from conftest import run_cli
+
+    x, _ = tiny_data
+    tiny_model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", x)
+    common = [
+        f"--model={tmp_path / 'm.keras'}",
+        "--mode=int8",
+        f"--calibration_data={tmp_path}/x.npy",
+    ]
+    proc = run_cli("convert", *common, f"--output={tmp_path}/a.tflite", f"--json={tmp_path}/a.json")
+    assert proc.returncode == 0, proc.stderr
+    assert "weights: per-" in proc.stdout and "kept" in proc.stdout, proc.stdout
+    report = json.loads((tmp_path / "a.json").read_text())
+    choice = report["converter_settings"]["granularity_choice"]
+    assert {"per_channel", "per_tensor", "chosen"} <= set(choice)
+    proc = run_cli("convert", *common, "--per_channel", f"--output={tmp_path}/b.tflite")
+    assert proc.returncode == 0 and "weights:" not in proc.stdout, proc.stdout
+    assert max(_weight_scale_counts((tmp_path / "b.tflite").read_bytes())) > 1
 
 
 def test_choose_granularity_needs_an_int8_mode():

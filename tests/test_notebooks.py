@@ -9,7 +9,10 @@ import sys
 
 import pytest
 
-NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+_ALL = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+# The recipe notebooks (compared with the Python API below); quantize.ipynb has its own test.
+NOTEBOOKS = [p for p in _ALL if p.name != "quantize.ipynb"]
+QUANTIZE = _ALL[0].parent / "quantize.ipynb"
 
 # Executes every code cell in order in one namespace, as a kernel would (no Jupyter needed).
 _RUNNER = """
@@ -60,3 +63,24 @@ def test_notebook_runs_and_matches_the_python_api(notebook, tmp_path, example):
         == digest((tmp_path / "py" / "model.tflite").read_bytes()).hexdigest()
     )
     assert result.summary["result"]["accuracy"] >= 0.96
+
+
+@pytest.mark.slow
+def test_quantize_notebook_runs_every_scheme_and_the_selective_search(tmp_path, example):
+    env = dict(os.environ, EDGEKIT_NOTEBOOK_OUT=str(tmp_path / "nb"))
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUNNER, str(QUANTIZE)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "nb" / "quantize"
+    for scheme in ("static_wi8_ai8", "weight_only_wi4_afp32", "dynamic_wi4_afp32"):
+        assert (out / f"{scheme}.tflite").stat().st_size < (out / "float32.tflite").stat().st_size
+    sel = json.loads((out / "selective.json").read_text())
+    # The notebook asks for no accuracy loss, and the file it wrote meets that.
+    assert sel["result"]["meets"] and sel["result"]["accuracy"] >= sel["float"]["accuracy"]
+    assert len(sel["float_ops"]) <= sel["top_k_prefix"]
+    assert "op(s) kept float" in proc.stdout

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from absl import flags
 
 from edgekit.cli import _common
-from edgekit.config import ConvertMode, IOType
+from edgekit.config import BLOCK_SIZES, SCHEMES, Backend, ConvertMode, IOType
 
 _MODEL = flags.DEFINE_string("model", None, "Keras model: .keras, .h5 or a SavedModel directory.")
 _MODE = flags.DEFINE_enum("mode", "float32", [m.value for m in ConvertMode], "Post-training mode.")
@@ -36,13 +36,38 @@ _NUM_CALIBRATION = flags.DEFINE_integer(
     lower_bound=1,
 )
 _PER_CHANNEL = flags.DEFINE_bool(
-    "per_channel", True, "Per-channel weight scales (False: per-tensor, smaller)."
+    "per_channel",
+    True,
+    "Per-channel weight scales (False: per-tensor, smaller). Given explicitly either way, "
+    "it forces that granularity instead of measuring both.",
 )
 _CHOOSE = flags.DEFINE_bool(
     "choose_granularity",
     False,
     "int8: convert per-channel and per-tensor, keep per-tensor if it agrees with the float "
-    "model as well on the calibration samples (within 0.5 points) and is smaller gzipped.",
+    "model as well on the calibration samples (within 0.5 points) and is smaller gzipped. "
+    "This is what happens by default whenever calibration data is given and neither "
+    "--per_channel nor --noper_channel is; --nochoose_granularity turns it off.",
+)
+_BACKEND = flags.DEFINE_enum(
+    "backend",
+    "converter",
+    [b.value for b in Backend],
+    "Who quantizes: the TFLite converter, or LiteRT Quantizer on the float32 .tflite "
+    "(needs --scheme).",
+)
+_SCHEME = flags.DEFINE_enum(
+    "scheme",
+    None,
+    sorted(SCHEMES),
+    "A LiteRT Quantizer scheme (sets the mode); the converter makes static_wi8_ai8, "
+    "static_wi8_ai16 and dynamic_wi8_afp32.",
+)
+_BLOCK = flags.DEFINE_enum(
+    "block_size",
+    None,
+    [str(b) for b in BLOCK_SIZES],
+    "LiteRT Quantizer's dynamic schemes: weight scales per block of this many values.",
 )
 _SPARSE = flags.DEFINE_bool(
     "sparse_weights", False, "Store sparse weights with TFLite's sparse encoding."
@@ -101,6 +126,34 @@ def _run_example() -> None:
     print(f"\nFiles and {summary} are in {_OUTPUT_DIR.value}/")
 
 
+def _granularity_choice() -> bool | None:
+    """True/False when the user said so (either flag, given explicitly); None: measure."""
+    if flags.FLAGS["choose_granularity"].present:
+        return _CHOOSE.value
+    if flags.FLAGS["per_channel"].present:
+        return False
+    return None
+
+
+def granularity_line(choice: dict | str) -> str:
+    """One line that says which weight granularity was kept, and the two measurements."""
+    if isinstance(choice, str):
+        return choice
+    pc, pt = choice["per_channel"], choice["per_tensor"]
+    kept = choice["chosen"].replace("_", "-")
+    why = (
+        "it agrees with the float model as well and is smaller"
+        if kept == "per-tensor"
+        else "per-tensor was less accurate or not smaller"
+    )
+    return (
+        f"{kept} kept ({why}): agreement with the float model on {choice['samples']} "
+        f"calibration samples {100 * pc['agreement']:.2f}% per-channel, "
+        f"{100 * pt['agreement']:.2f}% per-tensor; gzipped {pc['gzip_size_bytes']:,} vs "
+        f"{pt['gzip_size_bytes']:,} bytes."
+    )
+
+
 def main(argv: Sequence[str]) -> None:
     del argv
     if _EXAMPLE.value:
@@ -116,7 +169,10 @@ def main(argv: Sequence[str]) -> None:
         allow_select_tf_ops=_SELECT_TF_OPS.value,
         sparse_weights=_SPARSE.value,
         per_channel=_PER_CHANNEL.value,
-        choose_granularity=_CHOOSE.value,
+        choose_granularity=_granularity_choice(),
+        backend=_BACKEND.value,
+        scheme=_SCHEME.value,
+        block_size=int(_BLOCK.value) if _BLOCK.value else None,
     )
     # Refuse an existing output before loading or converting anything.
     io.check_output_path(_OUTPUT.value, overwrite=_OVERWRITE.value)
@@ -133,7 +189,9 @@ def main(argv: Sequence[str]) -> None:
     if _JSON.value:
         io.write_json(_JSON.value, report, overwrite=_OVERWRITE.value)
     print(
-        f"Wrote {_OUTPUT.value}: mode {config.mode.value}, {result.size_bytes:,} bytes "
+        f"Wrote {_OUTPUT.value}: mode {config.mode.value}"
+        + (f" ({config.scheme}, {config.backend.value})" if config.scheme else "")
+        + f", {result.size_bytes:,} bytes "
         f"({result.gzip_size_bytes:,} gzipped), converted in {result.conversion_seconds:.1f} s"
         + (
             f" with {result.num_calibration_samples} calibration samples"
@@ -142,6 +200,9 @@ def main(argv: Sequence[str]) -> None:
         )
         + "."
     )
+    choice = result.converter_settings.get("granularity_choice")
+    if choice:
+        print(f"  weights: {granularity_line(choice)}")
     for warning in result.converter_warnings:
         print(f"  converter warning: {warning}")
 

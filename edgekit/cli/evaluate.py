@@ -19,7 +19,9 @@ _DATA = flags.DEFINE_string(
     "data", None, "Evaluation data: .npz (x, y), .npy (x) or an image folder."
 )
 _REFERENCE = flags.DEFINE_string(
-    "reference", None, "The Keras model it came from, for parity figures."
+    "reference",
+    None,
+    "The Keras model it came from, or the float .tflite it was quantized from, for parity figures.",
 )
 _TOP_K = flags.DEFINE_list("top_k", ["1", "5"], "k values of top-k accuracy.")
 _BATCH = flags.DEFINE_integer(
@@ -85,7 +87,8 @@ def main(argv: Sequence[str]) -> None:
         line = ", ".join(f"top-{k} {100 * v:.2f}%" for k, v in result.top_k_accuracy.items())
         print(f"  accuracy: {line}")
         if result.reference_accuracy is not None:
-            print(f"  Keras reference accuracy: {100 * result.reference_accuracy:.2f}%")
+            kind = "Keras" if io.detect_format(_REFERENCE.value) != "tflite" else "float .tflite"
+            print(f"  {kind} reference accuracy: {100 * result.reference_accuracy:.2f}%")
     if result.parity is not None:
         p = result.parity
         print(

@@ -17,6 +17,9 @@ Example:
 """
 
 from edgekit.config.deployment import (
+    BLOCK_SIZES,
+    SCHEMES,
+    Backend,
     BenchmarkConfig,
     BundleConfig,
     ConvertConfig,
@@ -39,6 +42,9 @@ from edgekit.config.training import (
 )
 
 __all__ = [
+    "BLOCK_SIZES",
+    "SCHEMES",
+    "Backend",
     "BenchmarkConfig",
     "BundleConfig",
     "ClusterConfig",

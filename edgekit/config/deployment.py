@@ -47,6 +47,26 @@ class IOType(str, enum.Enum):
     INT16 = "int16"
 
 
+class Backend(str, enum.Enum):
+    """Who quantizes: TensorFlow's TFLite converter, or LiteRT Quantizer (on a float .tflite)."""
+
+    CONVERTER = "converter"
+    LITERT_QUANTIZER = "litert_quantizer"
+
+
+# Every scheme (LiteRT Quantizer's recipe names), the mode of the file it makes, and
+# the backends that offer it. The converter makes three of them as its own modes.
+SCHEMES = {
+    "static_wi8_ai8": (ConvertMode.INT8, (Backend.CONVERTER, Backend.LITERT_QUANTIZER)),
+    "static_wi8_ai16": (ConvertMode.INT16X8, (Backend.CONVERTER, Backend.LITERT_QUANTIZER)),
+    "dynamic_wi8_afp32": (ConvertMode.DYNAMIC, (Backend.CONVERTER, Backend.LITERT_QUANTIZER)),
+    "dynamic_wi4_afp32": (ConvertMode.DYNAMIC, (Backend.LITERT_QUANTIZER,)),
+    "weight_only_wi8_afp32": (ConvertMode.DYNAMIC, (Backend.LITERT_QUANTIZER,)),
+    "weight_only_wi4_afp32": (ConvertMode.DYNAMIC, (Backend.LITERT_QUANTIZER,)),
+}
+BLOCK_SIZES = (32, 64, 128, 256)
+
+
 # Which input/output types each mode can produce. The converter itself would
 # accept some odd pairs and then fail late or silently keep float; refuse early.
 _IO_TYPES_BY_MODE = {
@@ -85,7 +105,18 @@ class ConvertConfig(base.Config):
         otherwise keep the per-channel one. Pruned models gain most: their per-channel
         scales are a large part of what does not compress. `converter_settings`
         records both measurements. Not for quantization-aware-trained models (their
-        granularity was fixed in training).
+        granularity was fixed in training). None (the default): measure whenever
+        calibration data is given and `per_channel` is not False; False forces
+        `per_channel` as given.
+      backend: who quantizes: "converter" (TensorFlow's TFLite converter) or
+        "litert_quantizer" (LiteRT Quantizer, applied to the float32 .tflite).
+      scheme: a LiteRT Quantizer recipe name (see `SCHEMES`); it sets `mode` to the
+        mode of the file it makes (weight-only schemes count as "dynamic": integer
+        weights, float activations, no calibration). Needed by "litert_quantizer".
+      block_size: LiteRT Quantizer's dynamic and weight-only schemes: one weight
+        scale per block of this many input values (32, 64, 128 or 256) instead of
+        one per output channel, on the ops that have blockwise kernels (fully
+        connected ops with the dynamic schemes); None for per-channel.
     """
 
     mode: ConvertMode = ConvertMode.FLOAT32
@@ -94,10 +125,14 @@ class ConvertConfig(base.Config):
     allow_select_tf_ops: bool = False
     sparse_weights: bool = False
     per_channel: bool = True
-    choose_granularity: bool = False
+    choose_granularity: bool | None = None
+    backend: Backend = Backend.CONVERTER
+    scheme: str | None = None
+    block_size: int | None = None
 
     def __post_init__(self) -> None:
         self._coerce_enums()
+        self._check_backend()
         allowed = _IO_TYPES_BY_MODE[self.mode]
         base.check(
             self.io_type in allowed,
@@ -113,12 +148,64 @@ class ConvertConfig(base.Config):
             num_calibration_samples=self.num_calibration_samples,
         )
         base.check(
-            not self.choose_granularity
+            self.choose_granularity is not True
             or self.mode in (ConvertMode.INT8, ConvertMode.INT8_FLOAT_FALLBACK),
             "choose_granularity picks per-channel or per-tensor int8 weights; it needs mode "
             "'int8' or 'int8_float_fallback'.",
             mode=self.mode.value,
             choose_granularity=self.choose_granularity,
+        )
+
+    def _check_backend(self) -> None:
+        names = {
+            Backend.CONVERTER: "The TFLite converter",
+            Backend.LITERT_QUANTIZER: "LiteRT Quantizer",
+        }
+        here, other = names[self.backend], [b for b in Backend if b is not self.backend][0]
+        if self.scheme is not None:
+            base.check(
+                self.scheme in SCHEMES,
+                f"Unknown scheme: expected one of {sorted(SCHEMES)}.",
+                scheme=self.scheme,
+            )
+            mode, backends = SCHEMES[self.scheme]
+            base.check(
+                self.backend in backends,
+                f"{here} has no scheme {self.scheme!r}; {names[other]} has it: set "
+                f"backend={other.value!r} (--backend={other.value}).",
+                backend=self.backend.value,
+                scheme=self.scheme,
+            )
+            base.check(
+                self.mode in (ConvertMode.FLOAT32, mode),
+                f"Scheme {self.scheme!r} makes a {mode.value!r} file; leave mode out or set "
+                f"mode={mode.value!r}.",
+                mode=self.mode.value,
+                scheme=self.scheme,
+            )
+            object.__setattr__(self, "mode", mode)
+        lq = self.backend is Backend.LITERT_QUANTIZER
+        base.check(
+            not lq or self.scheme is not None,
+            f"backend 'litert_quantizer' needs a scheme, one of {sorted(SCHEMES)}.",
+            backend=self.backend.value,
+            scheme=self.scheme,
+        )
+        base.check(
+            not lq or (self.io_type is not IOType.UINT8 and self.choose_granularity is not True),
+            "uint8 inputs/outputs and choose_granularity are the TFLite converter's: set "
+            "backend='converter' (--backend=converter).",
+            io_type=self.io_type.value,
+            choose_granularity=self.choose_granularity,
+        )
+        weights_only = self.scheme is not None and not self.scheme.startswith("static")
+        base.check(
+            self.block_size is None or (lq and weights_only and self.block_size in BLOCK_SIZES),
+            f"block_size is for LiteRT Quantizer's dynamic and weight-only schemes and must be "
+            f"one of {list(BLOCK_SIZES)}.",
+            backend=self.backend.value,
+            scheme=self.scheme,
+            block_size=self.block_size,
         )
 
 

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from edgekit.lite import _schema
+from edgekit.lite import schema
 
 # Every check, in the order they run; a rejection names one of them.
 CHECKS = (
@@ -75,21 +75,21 @@ class Reject(Exception):
         self.check, self.where, self.message = check, where, message
 
 
-def parse_and_check(data: bytes, max_total_bytes: int) -> _schema.Model:
+def parse_and_check(data: bytes, max_total_bytes: int) -> schema.Model:
     """Parses the bytes and runs every check; raises `Reject` at the first failure."""
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise Reject(
             "file_identifier", "file header", f"bytes 4-8 are {data[4:8]!r}, expected b'TFL3'"
         )
     try:
-        model = _schema.parse(data)
-    except _schema.StructureError as e:
+        model = schema.parse(data)
+    except schema.StructureError as e:
         raise Reject("flatbuffer_structure", e.where, e.message) from None
     check_model(model, data, max_total_bytes)
     return model
 
 
-def check_model(model: _schema.Model, data: bytes, max_total_bytes: int) -> None:
+def check_model(model: schema.Model, data: bytes, max_total_bytes: int) -> None:
     """Runs the checks after parsing (from "schema_version" on) on a parsed model."""
     if model.version != _SCHEMA_VERSION:
         raise Reject(
@@ -223,9 +223,9 @@ def check_model(model: _schema.Model, data: bytes, max_total_bytes: int) -> None
     _check_no_cycle(model)
 
 
-def _check_tensor(t: _schema.Tensor, where: str, model: _schema.Model, n_buffers: int) -> int:
+def _check_tensor(t: schema.Tensor, where: str, model: schema.Model, n_buffers: int) -> int:
     """Checks one tensor and returns its declared size in bytes."""
-    if t.type not in _schema.TYPE_NAMES:
+    if t.type not in schema.TYPE_NAMES:
         raise Reject("tensor_type", where, f"unknown tensor type {t.type}")
     if len(t.shape) > _MAX_RANK:
         raise Reject("shape", where, f"rank {len(t.shape)} exceeds {_MAX_RANK}")
@@ -261,14 +261,14 @@ def _check_tensor(t: _schema.Tensor, where: str, model: _schema.Model, n_buffers
 
 def declared_bytes(tensor_type: int, count: int) -> int | None:
     """Bytes a dense tensor of `count` elements takes; None for strings and resources."""
-    if tensor_type in _schema.ITEM_SIZE:
-        return count * _schema.ITEM_SIZE[tensor_type]
-    if tensor_type in _schema.PACKED_BITS:
-        return (count * _schema.PACKED_BITS[tensor_type] + 7) // 8
+    if tensor_type in schema.ITEM_SIZE:
+        return count * schema.ITEM_SIZE[tensor_type]
+    if tensor_type in schema.PACKED_BITS:
+        return (count * schema.PACKED_BITS[tensor_type] + 7) // 8
     return None
 
 
-def _check_quantization(t: _schema.Tensor, where: str) -> None:
+def _check_quantization(t: schema.Tensor, where: str) -> None:
     q = t.quantization
     # numpy, not a Python loop: per-channel models carry tens of thousands of scales.
     scales = np.asarray(q.scales, dtype=np.float64)
@@ -285,7 +285,7 @@ def _check_quantization(t: _schema.Tensor, where: str) -> None:
             where,
             f"{len(q.scales)} scales but {len(q.zero_points)} zero points",
         )
-    lo_hi = _schema.ZERO_POINT_RANGE.get(t.type)
+    lo_hi = schema.ZERO_POINT_RANGE.get(t.type)
     if lo_hi is not None and q.scales and q.zero_points:
         z_lo, z_hi = min(q.zero_points), max(q.zero_points)
         if z_lo < lo_hi[0] or z_hi > lo_hi[1]:
@@ -303,7 +303,7 @@ def _check_quantization(t: _schema.Tensor, where: str) -> None:
             )
 
 
-def _check_sparsity(t: _schema.Tensor, where: str, buffer_size: int) -> None:
+def _check_sparsity(t: schema.Tensor, where: str, buffer_size: int) -> None:
     """Walks the compressed structure as the densifier will, so no index leaves its array.
 
     The fuzz test found that a dense dimension whose size disagrees with the tensor's
@@ -372,7 +372,7 @@ def _check_sparsity(t: _schema.Tensor, where: str, buffer_size: int) -> None:
             )
 
 
-def _check_no_cycle(model: _schema.Model) -> None:
+def _check_no_cycle(model: schema.Model) -> None:
     calls = [sorted({r for op in sg.operators for r in op.subgraph_refs}) for sg in model.subgraphs]
     state = [0] * len(calls)  # 0 new, 1 on the stack, 2 done
     for start in range(len(calls)):

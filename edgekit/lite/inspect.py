@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from edgekit import _compat, errors, io
-from edgekit.lite import _schema, validate
+from edgekit.lite import schema, validate
 
 # Builtin ops the XNNPack delegate takes (tensorflow/lite/delegates/xnnpack, 2.21);
 # dtype and attribute limits are not checked here, so this is an upper bound.
@@ -131,14 +131,14 @@ def _op_names() -> dict[int, str]:
     return {v: k for k, v in vars(ops).items() if not k.startswith("_") and isinstance(v, int)}
 
 
-def op_type(m: _schema.Model, op: _schema.Operator) -> str:
+def op_type(m: schema.Model, op: schema.Operator) -> str:
     code = m.operator_codes[op.opcode_index]
     if code.builtin_code == 32:  # CUSTOM
         return code.custom_code or "CUSTOM"
     return _op_names().get(code.builtin_code, f"BUILTIN_{code.builtin_code}")
 
 
-def _is_custom(m: _schema.Model, op: _schema.Operator) -> bool:
+def _is_custom(m: schema.Model, op: schema.Operator) -> bool:
     return m.operator_codes[op.opcode_index].builtin_code == 32
 
 
@@ -154,7 +154,7 @@ def runtime_needed(name: str) -> str:
     return f"a runtime with the custom op {name!r} registered (op resolver AddCustom)"
 
 
-def _quant_dict(t: _schema.Tensor) -> dict[str, Any]:
+def _quant_dict(t: schema.Tensor) -> dict[str, Any]:
     q = t.quantization
     if q is None or not q.scales:
         return {"kind": "none"}
@@ -173,7 +173,7 @@ def _quant_dict(t: _schema.Tensor) -> dict[str, Any]:
     }
 
 
-def _io_dict(t: _schema.Tensor, index: int) -> dict[str, Any]:
+def _io_dict(t: schema.Tensor, index: int) -> dict[str, Any]:
     q = _quant_dict(t)
     return {
         "name": t.name,
@@ -187,11 +187,11 @@ def _io_dict(t: _schema.Tensor, index: int) -> dict[str, Any]:
     }
 
 
-def _tensor_bytes(t: _schema.Tensor) -> int | None:
+def _tensor_bytes(t: schema.Tensor) -> int | None:
     return validate.declared_bytes(t.type, math.prod(t.shape))
 
 
-def _zero_fraction(t: _schema.Tensor, raw: bytes) -> float | None:
+def _zero_fraction(t: schema.Tensor, raw: bytes) -> float | None:
     dtype = _NUMPY.get(t.type)
     if dtype is None or t.sparsity is not None:
         return None
@@ -207,7 +207,7 @@ def _zero_fraction(t: _schema.Tensor, raw: bytes) -> float | None:
     return float(np.count_nonzero(values == zero)) / values.size
 
 
-def _macs(name: str, op: _schema.Operator, tensors: tuple[_schema.Tensor, ...]) -> int:
+def _macs(name: str, op: schema.Operator, tensors: tuple[schema.Tensor, ...]) -> int:
     def shape(k: int) -> tuple[int, ...] | None:
         if k >= len(op.inputs) or op.inputs[k] < 0:
             return None
@@ -230,7 +230,7 @@ def _macs(name: str, op: _schema.Operator, tensors: tuple[_schema.Tensor, ...]) 
     return 0
 
 
-def _plan_arena(sg: _schema.Subgraph, is_const: list[bool]) -> dict[str, Any]:
+def _plan_arena(sg: schema.Subgraph, is_const: list[bool]) -> dict[str, Any]:
     """Greedy offset plan (largest first, lowest free offset) of the main subgraph."""
     n_ops = len(sg.operators)
     last = max(n_ops - 1, 0)
@@ -279,7 +279,7 @@ def _plan_arena(sg: _schema.Subgraph, is_const: list[bool]) -> dict[str, Any]:
 
 
 def _build_report(
-    m: _schema.Model, data: bytes, *, ram_kb: float | None, flash_kb: float | None
+    m: schema.Model, data: bytes, *, ram_kb: float | None, flash_kb: float | None
 ) -> ModelReport:
     file_size = len(data)
     main = m.subgraphs[0]

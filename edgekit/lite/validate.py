@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from edgekit import errors
-from edgekit.lite import _schema, checks, sandbox
+from edgekit.lite import checks, sandbox, schema
 
 CHECKS = checks.CHECKS
 DEFAULT_MAX_TOTAL_BYTES = 2 * 1024**3  # declared tensor bytes, all subgraphs together
@@ -86,7 +86,7 @@ def check_model_bytes(data: bytes, *, max_total_bytes: int = DEFAULT_MAX_TOTAL_B
     parse_model(data, max_total_bytes=max_total_bytes)
 
 
-def parse_model(data: bytes, *, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES) -> _schema.Model:
+def parse_model(data: bytes, *, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES) -> schema.Model:
     """Checks the bytes and returns their parsed structure (what `inspect` reads).
 
     Raises:

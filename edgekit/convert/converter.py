@@ -1,4 +1,4 @@
-"""Keras -> `.tflite` in every post-training mode.
+"""Keras -> `.tflite` in every post-training mode, with TensorFlow's TFLite converter.
 
 Wraps `tf.lite.TFLiteConverter` and closes its usual traps: calibration data is
 checked (shape, dtype, finiteness, emptiness) before the slow part starts and is
@@ -6,17 +6,11 @@ sampled evenly over the data, not just the first N; an op TFLite lacks is named
 in the error together with the flag that allows it; the converter's own warnings
 (printed by C++ to stderr) are captured into the result. A quantization-aware
 trained model is converted with the activation ranges it learned, not re-calibrated.
-
-Example:
-    >>> result = edgekit.convert.convert(model, ConvertConfig(mode="int8"), calibration_data=x)
-    >>> result.save("model_int8.tflite")
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gzip
 import os
 import pathlib
 import re
@@ -27,163 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import _compat, data, errors, io
+from edgekit import _compat, errors, io
 from edgekit.config import ConvertConfig, ConvertMode, IOType
-
-# Lines the converter prints on every run; they tell the user nothing.
-_NOISE = (
-    "Ignored output_format",
-    "Ignored drop_control_dependency",
-    "absl::InitializeLog",
-    "cuInit",
-    "cuda",
-    "TF-TRT",
-    "oneDNN",
-    "Statistics for quantized inputs were expected",  # every int8 run; harmless
-    "warnings.warn(",
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class ConversionResult:
-    """A converted model and how it was made.
-
-    Attributes:
-      tflite_bytes: the flatbuffer.
-      mode: the post-training mode.
-      io_type: dtype of the inputs and outputs.
-      size_bytes / gzip_size_bytes: file size, and size after gzip -9 (what an app
-        download or an OTA update pays; pruned weights compress well).
-      conversion_seconds: wall time of the converter call.
-      converter_settings: the converter attributes that were set.
-      converter_warnings: warnings the converter printed.
-      num_calibration_samples: samples used to calibrate (0 if none).
-    """
-
-    tflite_bytes: bytes
-    mode: ConvertMode
-    io_type: IOType
-    size_bytes: int
-    gzip_size_bytes: int
-    conversion_seconds: float
-    converter_settings: dict[str, Any]
-    converter_warnings: tuple[str, ...]
-    num_calibration_samples: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (without the bytes)."""
-        return {
-            "mode": self.mode.value,
-            "io_type": self.io_type.value,
-            "size_bytes": self.size_bytes,
-            "gzip_size_bytes": self.gzip_size_bytes,
-            "conversion_seconds": round(self.conversion_seconds, 3),
-            "num_calibration_samples": self.num_calibration_samples,
-            "converter_settings": self.converter_settings,
-            "converter_warnings": list(self.converter_warnings),
-        }
-
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
-        """Writes the `.tflite` file atomically; refuses to overwrite unless asked."""
-        return io.atomic_write_bytes(path, self.tflite_bytes, overwrite=overwrite)
-
-
-def gzip_size(blob: bytes) -> int:
-    """Size of `blob` after gzip at level 9 (mtime fixed, so it is reproducible)."""
-    return len(gzip.compress(blob, compresslevel=9, mtime=0))
-
-
-def model_input_shapes(model: Any) -> list[tuple[int | None, ...]]:
-    """The input shapes (batch first, None for unknown) of a Keras model or SavedModel."""
-    if isinstance(model, io.SavedModelDir):
-        fn = io._load_saved_model_signature(model.path, model.signature)
-        return [tuple(spec.shape.as_list()) for spec in fn.structured_input_signature[1].values()]
-    shapes = model.input_shape
-    if isinstance(shapes, list):
-        return [tuple(s) for s in shapes]
-    if isinstance(shapes, dict):
-        return [tuple(s) for s in shapes.values()]
-    return [tuple(shapes)]
-
-
-def _calibration_set(
-    model: Any, config: ConvertConfig, calibration_data: Any, *, qat: bool = False
-) -> np.ndarray | None:
-    if not config.mode.needs_calibration:
-        return None
-    if calibration_data is None and qat and config.mode in _QAT_MODES:
-        return None  # the ranges come from training
-    if calibration_data is None:
-        raise errors.UserInputError(
-            f"Mode {config.mode.value!r} needs calibration data to measure activation ranges. "
-            "Pass --calibration_data=DATA (a .npz/.npy file or image folder; a few hundred "
-            "representative samples), or choose mode 'dynamic' or 'float16', which need none. "
-            + errors.received(mode=config.mode.value, calibration_data=None)
-        )
-    ds = _load_calibration(calibration_data)
-    shapes = model_input_shapes(model)
-    if len(shapes) != 1:
-        raise errors.UserInputError(
-            "Calibration of models with several inputs is not supported yet; convert with mode "
-            "'dynamic' or 'float16'. " + errors.received(num_inputs=len(shapes))
-        )
-    data.check_inputs(ds.x, shapes[0], what="calibration data")
-    if ds.x.dtype.kind != "f":
-        # Integer images are common (uint8 pixels), but the float model was trained on
-        # something else; calibrating on the wrong scale silently ruins int8 accuracy.
-        raise errors.UserInputError(
-            "Calibration data must be float, preprocessed exactly as the model's training "
-            "inputs were (for example scaled to [0, 1]). Convert it with x.astype('float32') "
-            "and the same scaling. " + errors.received(dtype=str(ds.x.dtype))
-        )
-    return data.calibration_samples(ds.x, config.num_calibration_samples).astype(np.float32)
-
-
-def _load_calibration(calibration_data: Any) -> data.Dataset:
-    try:
-        return data.load(calibration_data)
-    except errors.UserInputError as e:
-        message = str(e)
-        if "empty" in message:
-            raise errors.UserInputError(
-                "The calibration set is empty: int8 and int16x8 conversion need a few hundred "
-                "representative samples. " + errors.received(num_samples=0)
-            ) from None
-        raise
-
-
-@contextlib.contextmanager
-def _captured_stderr() -> Iterator[list[str]]:
-    """Captures what C++ code writes to file descriptor 2 (the converter's log)."""
-    lines: list[str] = []
-    import sys
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            lines.extend(tmp.read().decode("utf-8", "replace").splitlines())
-
-
-def _warnings_from(lines: list[str]) -> tuple[str, ...]:
-    out: list[str] = []
-    for line in lines:
-        text = line.strip()
-        if not text or any(n in text for n in _NOISE):
-            continue
-        if text[:1] in "WE" and re.match(r"^[WE]\d{4} ", text) or "warning" in text.lower():
-            # Drop the glog prefix: "W0000 00:00:17.. 123 file.cc:45] message".
-            text = re.sub(r"^[WE]\d{4} [\d:.]+\s+\d+ [^\]]+\] ", "", text)
-            if text not in out:
-                out.append(text)
-    return tuple(out)
+from edgekit.convert import calibration as calibration_lib
+from edgekit.convert import granularity, logs
+from edgekit.convert.logs import captured_stderr
+from edgekit.convert.result import ConversionResult, gzip_size
 
 
 def _converter_error() -> type[Exception]:
@@ -194,7 +37,8 @@ def _converter_error() -> type[Exception]:
     return ConverterError
 
 
-def _make_converter(model: Any, workdir: str) -> Any:
+def make_converter(model: Any, workdir: str) -> Any:
+    """A `tf.lite.TFLiteConverter` for a Keras model (tf_keras or Keras 3) or SavedModel."""
     tf = _compat.tf()
     if isinstance(model, io.SavedModelDir):
         return tf.lite.TFLiteConverter.from_saved_model(
@@ -204,15 +48,16 @@ def _make_converter(model: Any, workdir: str) -> Any:
         # Keras 3 objects cannot enter the TF1-style Keras path; export a SavedModel
         # (serving signature) and convert that.
         path = os.path.join(workdir, "keras3_export")
-        with _captured_stderr():
+        with captured_stderr():
             model.export(path, format="tf_saved_model", verbose=False)
         return tf.lite.TFLiteConverter.from_saved_model(path)
     return tf.lite.TFLiteConverter.from_keras_model(model)
 
 
-def _configure(
+def configure(
     converter: Any, config: ConvertConfig, calibration: np.ndarray | None, *, qat: bool = False
 ) -> dict[str, Any]:
+    """Sets the converter's attributes for `config`; returns the ones it set, by name."""
     tf = _compat.tf()
     settings: dict[str, Any] = {}
     builtins = tf.lite.OpsSet.TFLITE_BUILTINS
@@ -296,8 +141,6 @@ def _explain_failure(message: str, config: ConvertConfig) -> errors.UserInputErr
     )
 
 
-# Modes in which a quantization-aware-trained model keeps the ranges it learned.
-_QAT_MODES = (ConvertMode.INT8, ConvertMode.INT8_FLOAT_FALLBACK)
 _QAT_LAYERS = frozenset({"QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer"})
 _FAKE_QUANT_OPS = (b"FakeQuantWithMinMaxVars", b"QuantizeAndDequantizeV")
 
@@ -329,9 +172,9 @@ def float_ops(blob: bytes) -> list[str]:
     and a DEQUANTIZE before each float output; every other op should take and give
     integers.
     """
-    from edgekit.lite import _schema, inspect
+    from edgekit.lite import inspect, schema
 
-    m = _schema.parse(blob)
+    m = schema.parse(blob)
     found = []
     for sg in m.subgraphs:
         for op in sg.operators:
@@ -343,64 +186,37 @@ def float_ops(blob: bytes) -> list[str]:
     return sorted(set(found))
 
 
-def _agreement(reference: np.ndarray, got: np.ndarray) -> float:
-    """Top-1 agreement for class scores, else the mean per-sample cosine."""
-    reference = reference.reshape(len(reference), -1)
-    got = got.reshape(len(got), -1)
-    if reference.shape[1] > 1 and reference.ndim == 2:
-        return float(np.mean(reference.argmax(1) == got.argmax(1)))
-    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(got, axis=1)
-    return float(np.mean((reference * got).sum(1) / np.maximum(norms, 1e-30)))
-
-
-def _choose_granularity(model: Any, calibration: np.ndarray, *candidates: tuple) -> tuple:
-    """Of two (blob, settings, log, seconds) conversions, the per-tensor one if it is as good.
-
-    "As good": agreement with the float model on the calibration samples within 0.5
-    points of the per-channel file's, and smaller after gzip.
-    """
-    from edgekit import runtime
-
-    if hasattr(model, "predict"):
-        reference = np.asarray(model.predict(calibration, verbose=0))
-    else:  # a SavedModel: its float32 conversion computes the same function
-        f32, _, _, _, _ = _convert_once(model, ConvertConfig(), None)
-        reference = runtime.LiteModel(f32).predict(calibration)
-    measured = []
-    for blob, settings, log, seconds in candidates:
-        per_channel = settings.get("per_channel", True)
-        agreement = _agreement(reference, runtime.LiteModel(blob).predict(calibration))
-        measured.append((per_channel, agreement, gzip_size(blob), (blob, settings, log, seconds)))
-    by_kind = {m[0]: m for m in measured}
-    pc, pt = by_kind[True], by_kind[False]
-    keep = pt if pt[1] >= pc[1] - 0.005 and pt[2] < pc[2] else pc
-    blob, settings, log, seconds = keep[3]
-    settings = dict(settings)
-    settings["granularity_choice"] = {
-        "chosen": "per_channel" if keep[0] else "per_tensor",
-        "samples": len(calibration),
-        "per_channel": {"agreement": pc[1], "gzip_size_bytes": pc[2]},
-        "per_tensor": {"agreement": pt[1], "gzip_size_bytes": pt[2]},
-        "rule": "per-tensor if its agreement with the float model is within 0.5 points "
-        "and it is smaller after gzip",
-    }
-    settings["per_channel"] = keep[0]
-    return blob, settings, log, sum(m[3][3] for m in measured)
-
-
 def _convert_once(
     model: Any, config: ConvertConfig, calibration: np.ndarray | None, *, qat: bool = False
 ) -> tuple[bytes | None, str | None, dict[str, Any], list[str], float]:
     with tempfile.TemporaryDirectory(prefix="edgekit-convert-") as workdir:
-        converter = _make_converter(model, workdir)
-        settings = _configure(converter, config, calibration, qat=qat)
+        converter = make_converter(model, workdir)
+        settings = configure(converter, config, calibration, qat=qat)
         start = time.perf_counter()
-        with _captured_stderr() as log:
+        with captured_stderr() as log:
             try:
                 blob, failure = bytes(converter.convert()), None
             except (_converter_error(), ValueError, RuntimeError) as e:
                 blob, failure = None, str(e)
     return blob, failure, settings, log, time.perf_counter() - start
+
+
+def _measures_granularity(config: ConvertConfig) -> bool:
+    """Whether both weight granularities are measured (by default, whenever it can be)."""
+    if config.choose_granularity is None:
+        return config.per_channel and config.mode in calibration_lib.QAT_MODES
+    return config.choose_granularity
+
+
+def _float_outputs(model: Any, x: np.ndarray) -> np.ndarray:
+    """The float model's outputs on `x` (what a quantized file should agree with)."""
+    if hasattr(model, "predict"):
+        return np.asarray(model.predict(x, verbose=0))
+    from edgekit import runtime
+
+    # A SavedModel: its float32 conversion computes the same function.
+    f32, _, _, _, _ = _convert_once(model, ConvertConfig(), None)
+    return runtime.LiteModel(f32).predict(x)
 
 
 def convert(
@@ -436,8 +252,8 @@ def convert(
     """
     config = config or ConvertConfig()
     model = io.load_model(model, custom_objects=custom_objects, safe_mode=safe_mode)
-    qat = config.mode in _QAT_MODES and is_quantization_aware(model)
-    calibration = _calibration_set(model, config, calibration_data, qat=qat)
+    qat = config.mode in calibration_lib.QAT_MODES and is_quantization_aware(model)
+    calibration = calibration_lib.calibration_set(model, config, calibration_data, qat=qat)
     blob = failure = None
     if qat:
         # Calibrating a QAT model would replace the ranges it learned (and its int8
@@ -466,12 +282,12 @@ def convert(
         raise _explain_failure(failure + "\n" + "\n".join(log), config) from None
     if config.choose_granularity and qat:
         settings["granularity_choice"] = "not made: the QAT model fixed it in training"
-    elif config.choose_granularity and calibration is not None:
+    elif _measures_granularity(config) and calibration is not None and not qat:
         other = dataclasses.replace(config, per_channel=not config.per_channel)
         blob2, failure2, settings2, log2, seconds2 = _convert_once(model, other, calibration)
         if failure2 is None:
-            blob, settings, log, seconds = _choose_granularity(
-                model,
+            blob, settings, log, seconds = granularity.choose(
+                _float_outputs(model, calibration),
                 calibration,
                 (blob, settings, log, seconds),
                 (blob2, settings2, log2, seconds2),
@@ -484,6 +300,6 @@ def convert(
         gzip_size_bytes=gzip_size(blob),
         conversion_seconds=seconds,
         converter_settings=settings,
-        converter_warnings=_warnings_from(log),
+        converter_warnings=logs.warnings_from(log),
         num_calibration_samples=0 if calibration is None else len(calibration),
     )

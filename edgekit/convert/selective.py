@@ -1,0 +1,315 @@
+"""Accuracy-controlled selective quantization: keep the fewest ops float that meet a target.
+
+When full int8 loses too much, some ops are far more sensitive than others. The
+search, on a float `.tflite` and LiteRT Quantizer's static schemes:
+
+1. Quantize everything; if the target holds (accuracy drop at most
+   `max_accuracy_drop` points, or mean cosine against the float outputs at least
+   `min_cosine`), stop: no op needs to stay float.
+2. Rank the ops by measured sensitivity: LiteRT Quantizer's validation runs the
+   float and the int8 file side by side and gives each tensor's signal-to-noise
+   ratio (linear); an op's score is the relative noise it *adds* (noise at its output minus
+   the largest at its activation inputs), so errors inherited from earlier ops do
+   not make late ops look sensitive.
+3. Binary search the shortest prefix of that ranking which, kept float, meets the
+   target (the "top-k" answer).
+4. Prune back: try to quantize each kept op again, least sensitive first, and keep
+   it quantized whenever the target still holds. The result is never larger than
+   the top-k prefix, and every op left float is one whose re-quantization was
+   measured to break the target ("why" in the report).
+
+With `integer_only`, sensitive ops get int16 activations instead of float (still
+integer kernels); ops without int16 kernels cannot be promoted, and when the target
+cannot be met that way, `TargetNotMet` says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edgekit import data, errors, runtime
+from edgekit.config import ConvertConfig
+from edgekit.convert import converter, litert_quantizer
+from edgekit.convert.result import ConversionResult, gzip_size
+
+# Samples LiteRT Quantizer's validation runs per ranking (it rebuilds an interpreter
+# per sample; 16 give a stable ranking in well under a second on small models).
+RANKING_SAMPLES = 16
+
+
+class TargetNotMet(Exception):
+    """The accuracy target cannot be met under the constraints (for example integer-only)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What "good enough" means: an accuracy drop limit in points, or a cosine floor."""
+
+    max_accuracy_drop: float | None = None
+    min_cosine: float | None = None
+
+    def describe(self) -> str:
+        if self.max_accuracy_drop is not None:
+            return f"accuracy drop <= {self.max_accuracy_drop} points"
+        return f"cosine against float >= {self.min_cosine}"
+
+
+class _Evaluator:
+    def __init__(self, float_blob: bytes, x: np.ndarray, y: np.ndarray | None, target: Target):
+        self.x, self.y, self.target = x, y, target
+        self.reference = self._outputs(float_blob)
+        self.float_accuracy = self._accuracy(self.reference)
+        self.count = 0
+
+    def _outputs(self, blob: bytes) -> np.ndarray:
+        out = runtime.LiteModel(blob).predict(self.x)
+        out = out if isinstance(out, np.ndarray) else out[0]
+        return np.asarray(out, np.float64).reshape(len(self.x), -1)
+
+    def _accuracy(self, out: np.ndarray) -> float | None:
+        if self.y is None:
+            return None
+        return float(np.mean(out.argmax(1) == self.y))
+
+    def measure(self, blob: bytes) -> dict[str, Any]:
+        self.count += 1
+        out = self._outputs(blob)
+        ref = self.reference
+        norms = np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1)
+        cosine = float(np.clip(np.mean((out * ref).sum(1) / np.maximum(norms, 1e-30)), -1, 1))
+        acc = self._accuracy(out)
+        if self.target.max_accuracy_drop is not None:
+            drop = 100 * (self.float_accuracy - acc)
+            ok = drop <= self.target.max_accuracy_drop + 1e-9
+        else:
+            drop = None if acc is None else 100 * (self.float_accuracy - acc)
+            ok = cosine >= self.target.min_cosine
+        return {"accuracy": acc, "accuracy_drop_points": drop, "cosine": cosine, "meets": ok}
+
+
+def _eval_set(blob: bytes, eval_data: Any, target: Target) -> tuple[np.ndarray, np.ndarray | None]:
+    ds = data.load(eval_data)
+    lm = runtime.LiteModel(blob)
+    data.check_inputs(ds.x, lm.inputs[0].shape_signature, what="evaluation data")
+    y = None
+    if ds.y is not None:
+        y = np.asarray(ds.y)
+        y = y.argmax(-1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1).astype(np.int64)
+    if target.max_accuracy_drop is not None and y is None:
+        raise errors.UserInputError(
+            "max_accuracy_drop measures accuracy, so the evaluation data needs labels (an .npz "
+            "with x and y). Without labels, use min_cosine (agreement with the float model). "
+            + errors.received(labels=None)
+        )
+    return ds.x.astype(np.float32), y
+
+
+def _check_target(target: Target) -> None:
+    if (target.max_accuracy_drop is None) == (target.min_cosine is None):
+        raise errors.UserInputError(
+            "Give exactly one target: max_accuracy_drop (points of accuracy, needs labels) or "
+            "min_cosine (agreement with the float model, 0..1). "
+            + errors.received(
+                max_accuracy_drop=target.max_accuracy_drop, min_cosine=target.min_cosine
+            )
+        )
+    if target.max_accuracy_drop is not None and not target.max_accuracy_drop >= 0:
+        raise errors.UserInputError(
+            "max_accuracy_drop is in points and must be >= 0. "
+            + errors.received(max_accuracy_drop=target.max_accuracy_drop)
+        )
+    if target.min_cosine is not None and not 0 < target.min_cosine <= 1:
+        raise errors.UserInputError(
+            "min_cosine must be in (0, 1]. " + errors.received(min_cosine=target.min_cosine)
+        )
+
+
+def sensitivity(float_blob: bytes, quant_blob: bytes, x: np.ndarray) -> dict[str, float]:
+    """Relative noise each op adds, from LiteRT Quantizer's per-tensor validation (SNR)."""
+    from litert_quantizer import model_validator
+    from litert_quantizer.utils import validation_utils
+
+    from edgekit.lite import schema
+
+    sig = litert_quantizer.signature(float_blob)
+    picks = data.calibration_samples(x, RANKING_SAMPLES)
+    test = {sig.key: [{sig.input_name: s[None]} for s in picks]}
+    with litert_quantizer.quiet():
+        result = model_validator.compare_model(
+            float_blob, quant_blob, test, [validation_utils.ValidationErrorMetric.SNR]
+        )
+    snr = {k: v.get("snr") for k, v in result.get_all_tensor_results().items()}
+
+    def noise(name: str) -> float:
+        value = snr.get(name)
+        # LiteRT Quantizer's SNR is the linear power ratio mean(x^2) / mse.
+        if value is None or not np.isfinite(value) or value <= 0:
+            return 0.0
+        return float(1.0 / value)
+
+    m = schema.parse(float_blob)
+    sg = m.subgraphs[0]
+    scores = {}
+    for op, parsed in zip(litert_quantizer.model_ops(float_blob), sg.operators, strict=True):
+        inputs = [
+            sg.tensors[i].name
+            for i in parsed.inputs
+            if i >= 0 and not m.buffers[sg.tensors[i].buffer].size
+        ]
+        scores[op.name] = max(0.0, noise(op.name) - max((noise(n) for n in inputs), default=0.0))
+    return scores
+
+
+def search(
+    model: bytes | str,
+    config: ConvertConfig,
+    *,
+    calibration_data: Any,
+    eval_data: Any,
+    max_accuracy_drop: float | None = None,
+    min_cosine: float | None = None,
+    integer_only: bool = False,
+) -> ConversionResult:
+    """Quantizes with `config.scheme`, keeping the fewest ops float that meet the target.
+
+    Returns:
+      A `ConversionResult` whose `converter_settings["selective"]` holds the search:
+      the target, the float/full-int8/result measurements and sizes, `float_ops`
+      (each with its rank, score and why it was kept), and `top_k_prefix` (how many
+      ops the plain ranking prefix needed).
+
+    Raises:
+      UserInputError: bad inputs (checked before quantizing).
+      TargetNotMet: integer_only and even int16 activations everywhere miss the target.
+    """
+    target = Target(max_accuracy_drop, min_cosine)
+    _check_target(target)
+    if not (config.scheme or "").startswith("static"):
+        raise errors.UserInputError(
+            "Selective quantization chooses which ops keep float activations, so it needs a "
+            "static scheme ('static_wi8_ai8' or 'static_wi8_ai16'). "
+            + errors.received(scheme=config.scheme)
+        )
+    blob, calibration = litert_quantizer.prepare(model, config, calibration_data)
+    x, y = _eval_set(blob, eval_data, target)
+    start = time.perf_counter()
+    ev = _Evaluator(blob, x, y, target)
+    session = litert_quantizer.Session(blob, config, calibration)
+    full = session.quantize()
+    full_m = ev.measure(full)
+    ops = litert_quantizer.model_ops(blob)
+    candidates = [op for op in ops if op.type not in ("QUANTIZE", "DEQUANTIZE")]
+    if integer_only:
+        no16 = {op.name for op in litert_quantizer.ops_without_kernels(blob, 16, config)}
+        candidates = [op for op in candidates if op.name not in no16]
+    scores = sensitivity(blob, full, x) if not full_m["meets"] else {}
+    ranking = sorted(candidates, key=lambda op: -scores.get(op.name, 0.0))
+    trials: dict[tuple[str, ...], dict] = {}
+
+    def attempt(kept: Sequence[litert_quantizer.Op]) -> tuple[bytes, dict]:
+        scopes = [op.scope for op in kept]
+        q = session.quantize(
+            float_scopes=() if integer_only else scopes, int16_scopes=scopes if integer_only else ()
+        )
+        m = ev.measure(q)
+        trials[tuple(op.name for op in kept)] = m
+        return q, m
+
+    kept: list[litert_quantizer.Op] = []
+    best, best_m, prefix = full, full_m, 0
+    why: dict[str, dict] = {}
+    if not full_m["meets"]:
+        lo, hi = 1, len(ranking)
+        top_blob, top_m = attempt(ranking)
+        if not top_m["meets"]:
+            what = (
+                "int16 activations on every op that has int16 kernels"
+                if integer_only
+                else ("every op in float")
+            )
+            raise TargetNotMet(
+                f"The target ({target.describe()}) cannot be met with {what}: that gives "
+                f"{_fmt(top_m)}, full {config.scheme} gives {_fmt(full_m)}."
+                + (
+                    " Drop --integer_only to let the search keep ops in float."
+                    if integer_only
+                    else ""
+                )
+            )
+        best, best_m = top_blob, top_m
+        while lo < hi:  # shortest prefix that meets the target (binary search)
+            mid = (lo + hi) // 2
+            q, m = attempt(ranking[:mid])
+            if m["meets"]:
+                hi, best, best_m = mid, q, m
+            else:
+                lo = mid + 1
+        prefix = lo
+        kept = list(ranking[:prefix])
+        if not trials.get(tuple(op.name for op in kept), {}).get("meets"):
+            best, best_m = attempt(kept)
+        for op in reversed(list(kept)):  # prune back, least sensitive first
+            if len(kept) == 1:
+                break
+            trial = [k for k in kept if k is not op]
+            q, m = attempt(trial)
+            if m["meets"]:
+                kept, best, best_m = trial, q, m
+            else:
+                why[op.name] = m
+    seconds = time.perf_counter() - start
+    rank = {op.name: i + 1 for i, op in enumerate(ranking)}
+    float_ops = [
+        {
+            "op": op.name,
+            "type": op.type,
+            "sensitivity_rank": rank[op.name],
+            "added_relative_noise": scores.get(op.name, 0.0),
+            "kept_as": "int16 activations" if integer_only else "float",
+            "why": (
+                f"quantizing it too gives {_fmt(why[op.name])}, which misses the target"
+                if op.name in why
+                else "the only op left; the whole file quantized misses the target"
+            ),
+        }
+        for op in kept
+    ]
+    report = {
+        "target": target.describe(),
+        "integer_only": integer_only,
+        "search": "rank by added noise (LiteRT Quantizer validation, SNR), binary search the "
+        "shortest ranking prefix that meets the target, then prune back one op at a time",
+        "evaluations": ev.count,
+        "eval_samples": len(x),
+        "float": {
+            "accuracy": ev.float_accuracy,
+            "size_bytes": len(blob),
+            "gzip_size_bytes": gzip_size(blob),
+        },
+        "full": {**full_m, "size_bytes": len(full), "gzip_size_bytes": gzip_size(full)},
+        "result": {**best_m, "size_bytes": len(best), "gzip_size_bytes": gzip_size(best)},
+        "top_k_prefix": prefix,
+        "float_ops": float_ops,
+        "search_seconds": round(seconds, 2),
+    }
+    extra = {"selective": report}
+    out = litert_quantizer.result_for(session, best, seconds, extra=extra)
+    if integer_only and converter.float_ops(best):
+        raise TargetNotMet(
+            f"The result still has float ops ({', '.join(converter.float_ops(best))}); "
+            "integer-only accelerators cannot run it."
+        )
+    return dataclasses.replace(out, tflite_bytes=best)
+
+
+def _fmt(m: dict) -> str:
+    parts = []
+    if m.get("accuracy") is not None:
+        parts.append(f"accuracy {100 * m['accuracy']:.2f}%")
+    parts.append(f"cosine {m['cosine']:.4f}")
+    return ", ".join(parts)
