@@ -180,6 +180,10 @@ class LayerSparsity:
     sparsity: float | None = None
     num_weights: int | None = dataclasses.field(default=None, metadata=_OPTIONAL)
 
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> LayerSparsity:
+        return cls(**_known(cls, raw))
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LayerQuantError:
@@ -219,13 +223,14 @@ class Summary:
       variants: extra columns beside the original and the result.
     """
 
-    original: ModelFigures
-    result: ModelFigures
+    # In the order of the pipeline's summary and manifest.json.
     title: str | None = None
     model_name: str | None = None
     recipe: Mapping[str, Any] | None = None
     environment: Mapping[str, Any] | None = None
     measured_how: MeasuredHow = MeasuredHow()
+    original: ModelFigures
+    result: ModelFigures
     ratios: Ratios = Ratios()
     stages: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     sparsity_per_layer: tuple[LayerSparsity, ...] = ()
@@ -274,7 +279,7 @@ class Summary:
         fields["measured_how"] = MeasuredHow(**_known(MeasuredHow, raw.get("measured_how") or {}))
         fields["ratios"] = Ratios(**_known(Ratios, raw.get("ratios") or {}))
         fields["sparsity_per_layer"] = tuple(
-            LayerSparsity(**_known(LayerSparsity, r))
+            LayerSparsity.from_dict(r)
             for r in raw.get("sparsity_per_layer") or []
             if isinstance(r, Mapping)
         )
