@@ -2,11 +2,14 @@
 
 Each `draw_*` function takes the run's `Summary` and returns `(png_bytes, caption)`,
 or a sentence saying why there is no plot. Figures are drawn on their own Agg canvas, never through pyplot, so nothing
-global changes in the caller's process (a notebook keeps its backend).
+global changes in the caller's process (a notebook keeps its backend). matplotlib is
+imported inside the drawing helpers only: it is heavy, and `edgekit.report` (which
+`edgekit.check` and its command import) must stay light.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,12 +60,10 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _png(fig: Any) -> bytes:
-    import io as _io
-
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    buf = _io.BytesIO()
+    buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
     return buf.getvalue()
 
