@@ -343,7 +343,7 @@ def run_report(ctx: Context) -> dict[str, Any]:
     shutil.rmtree(ctx.out / "plots", ignore_errors=True)
     result = report.render(summary, ctx.out, overwrite=True)
     io.write_json(ctx.state.file("summary.json"), summary.to_dict(), overwrite=True)
-    return {"files": [str(p) for p in getattr(result, "files", [])]}
+    return {"files": [str(p) for p in result.files]}
 
 
 # -- the table -----------------------------------------------------------------------

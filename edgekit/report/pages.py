@@ -13,7 +13,7 @@ import html
 import json
 import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from edgekit import errors, io
@@ -303,7 +303,7 @@ def _sections(
             text = captions[name]
             sections.append(_Section(title, text, f'<p class="missing">{html.escape(text)}</p>'))
     env = summary.environment
-    if isinstance(env, dict) and env:
+    if isinstance(env, Mapping) and env:
         rows_env = _flat(env)
         sections.append(
             _Section(
@@ -347,7 +347,7 @@ def _subtitle(summary: Summary) -> str:
     if summary.model_name:
         parts.append(f"Model: {summary.model_name}")
     recipe = summary.recipe
-    if isinstance(recipe, dict) and recipe.get("name"):
+    if isinstance(recipe, Mapping) and recipe.get("name"):
         parts.append(f"recipe: {recipe['name']}")
     if summary.created:
         parts.append(f"run: {summary.created}")

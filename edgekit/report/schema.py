@@ -42,7 +42,7 @@ def _to_json(value: Any) -> Any:
         out = {}
         for f in dataclasses.fields(value):
             v = getattr(value, f.name)
-            if f.metadata.get("optional") and (v is None or v == ()):
+            if f.metadata.get("optional") and (v is None or (isinstance(v, tuple) and not v)):
                 continue
             out[f.name] = _to_json(v)
         return out
@@ -201,7 +201,7 @@ class LayerQuantError:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Summary:
-    """Every figure of a run, in the order the report shows them.
+    """Every figure of a run: what the pipeline hands the report.
 
     Only `original.size_bytes` and `result.size_bytes` are required; a section without
     data is left out of the pages with a sentence saying so.
