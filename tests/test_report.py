@@ -44,7 +44,7 @@ def realistic_summary() -> dict:
             "convert": {"mode": "int8", "io_type": "int8"},
         },
         "environment": {"cpu_model": "Intel Xeon", "logical_cores": 2, "python": "3.11"},
-        "measurement": {
+        "measured_how": {
             "latency": {
                 "num_threads": 1,
                 "num_runs": 200,
@@ -80,8 +80,8 @@ def realistic_summary() -> dict:
         ],
         "quant_error_per_layer": [
             {
-                "op_name": "CONV_2D",
-                "tensor_name": f"model/{n}/BiasAdd;model/{n}/Conv2D;model/{n}/bias",
+                "op": "CONV_2D",
+                "tensor": f"model/{n}/BiasAdd;model/{n}/Conv2D;model/{n}/bias",
                 "mean_squared_error": m,
             }
             for n, m in zip(layers, [3e-6, 1.2e-5, 4e-5, 2e-4, 8e-4, 0.0], strict=True)
@@ -185,7 +185,7 @@ def test_latency_percentiles_plotted_without_samples(tmp_path):
 
 def test_variants_get_columns(tmp_path):
     summary = realistic_summary()
-    summary["variants"] = [{"label": "float16", "size_bytes": 206_172, "accuracy": 0.9816}]
+    summary["variants"] = [{"name": "float16", "size_bytes": 206_172, "accuracy": 0.9816}]
     md = report.render(summary, tmp_path).markdown_path.read_text()
     assert "| Metric | original | result | float16 |" in md
     assert _table(md)["Size"][2] == "201.3 KiB (206,172 B)"
@@ -261,7 +261,7 @@ def test_render_takes_real_stage_results(tmp_path):
     summary = {
         **entries,
         "environment": bench.environment,
-        "measurement": {"latency": cfg.to_dict()},
+        "measured_how": {"latency": cfg.to_dict()},
     }
     r = report.render(summary, tmp_path)
     rows = _table(r.markdown_path.read_text())
@@ -407,3 +407,43 @@ def test_names_and_measured_how_as_the_pipeline_writes_them(tmp_path):
     assert "| Metric | original (float32 .tflite) | result (int8 .tflite) |" in md
     assert _table(md)["Size"][3] == "bytes of the .tflite file; gzip -9"
     assert r.files == [r.markdown_path, r.html_path, r.plot_paths["overview"]]
+
+
+def test_older_key_spellings_still_render_the_same_page_with_a_warning(tmp_path):
+    summary = realistic_summary()
+    old = copy.deepcopy(summary)
+    old["measurement"] = old.pop("measured_how")
+    old["variants"] = [{"label": "float16", "size_bytes": 206_172}]
+    summary["variants"] = [{"name": "float16", "size_bytes": 206_172}]
+    for row in old["quant_error_per_layer"]:
+        row["tensor_name"], row["op_name"] = row.pop("tensor"), row.pop("op")
+    new_md = report.render(summary, tmp_path / "new").markdown_path.read_text()
+    with pytest.warns(DeprecationWarning, match="'measurement' is deprecated; use 'measured_how'"):
+        old_md = report.render(old, tmp_path / "old").markdown_path.read_text()
+    assert old_md == new_md
+    assert (tmp_path / "old" / "plots" / "quant_error.png").read_bytes() == (
+        tmp_path / "new" / "plots" / "quant_error.png"
+    ).read_bytes()
+
+
+def test_a_typed_summary_renders_like_its_dict(tmp_path):
+    summary = report.Summary.from_dict(realistic_summary())
+    assert summary.result.parity["top1_agreement"] == 0.9911
+    typed = report.render(summary, tmp_path / "typed").markdown_path.read_text()
+    plain = report.render(summary.to_dict(), tmp_path / "dict").markdown_path.read_text()
+    assert typed == plain
+    assert "| Metric | original | result | Result / original | How measured |" in typed
+
+
+def test_a_typed_summary_checks_its_figures():
+    with pytest.raises(errors.UserInputError, match=re.escape("summary['variants'][0]")):
+        report.Summary(
+            original=report.ModelFigures(size_bytes=10),
+            result=report.ModelFigures(size_bytes=5),
+            variants=(report.ModelFigures(name="float16"),),
+        )
+    with pytest.raises(errors.UserInputError, match="Accuracy of 'result'"):
+        report.Summary(
+            original=report.ModelFigures(size_bytes=10),
+            result=report.ModelFigures(size_bytes=5, accuracy=97.6),
+        )

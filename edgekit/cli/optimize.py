@@ -41,11 +41,13 @@ EXAMPLE_RECIPE = "example_prune_qat_int8"
 
 def main(argv: Sequence[str]) -> None:
     del argv
+    # Here, not at the top: the pipeline imports every stage (about a second), and
+    # --help should answer at once.
     from edgekit import pipeline
 
     model, data, eval_data, recipe = _MODEL.value, _DATA.value, _EVAL_DATA.value, _RECIPE.value
     if _EXAMPLE.value:
-        from edgekit.datasets import showcase
+        from edgekit.datasets import showcase  # only --example trains the example model
 
         example_dir = pathlib.Path(_OUTPUT_DIR.value + "_example_inputs")
         if not (example_dir / "model.keras").exists():

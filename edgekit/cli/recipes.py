@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
+from edgekit import recipes
 from edgekit.cli import _common
 
 _SHOW = flags.DEFINE_string("show", None, "Print this recipe (name or path) as JSON, every field.")
@@ -18,8 +19,6 @@ _SHOW = flags.DEFINE_string("show", None, "Print this recipe (name or path) as J
 
 def main(argv: Sequence[str]) -> None:
     del argv
-    from edgekit import recipes
-
     if _SHOW.value:
         print(json.dumps(recipes.resolve_recipe(_SHOW.value).to_dict(), indent=2))
         return

@@ -1,17 +1,19 @@
 """The plots of `edgekit.report`: matplotlib PNGs a person can read.
 
-Each `draw_*` function takes the report summary (schema in `edgekit/report.py`) and the
-model columns, and returns `(png_bytes, caption)`, or a sentence saying why there is
-no plot. Figures are drawn on their own Agg canvas, never through pyplot, so nothing
-global changes in the caller's process (a notebook keeps its backend).
+Each `draw_*` function takes the run's `Summary` and returns `(png_bytes, caption)`,
+or a sentence saying why there is no plot. Figures are drawn on their own Agg canvas, never through pyplot, so nothing
+global changes in the caller's process (a notebook keeps its backend). matplotlib is
+imported inside the drawing helpers only: it is heavy, and `edgekit.report` (which
+`edgekit.check` and its command import) must stay light.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
+import io
 from collections.abc import Sequence
 from typing import Any
+
+from edgekit.report.schema import Summary, is_number
 
 # Plots are drawn at this resolution: sharp on a laptop screen, small in the HTML.
 _DPI = 100
@@ -20,11 +22,6 @@ _MAX_LABEL = 38
 # At most this many tensors on the quantization error plot (the worst ones).
 _MAX_QUANT_ROWS = 30
 _COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
-
-
-def is_number(x: Any) -> bool:
-    """A finite real number: Python or numpy, not a bool."""
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def time_unit(values_us: Sequence[float]) -> tuple[str, float]:
@@ -54,37 +51,6 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def how_measured(summary: dict[str, Any], what: str) -> str:
-    m = (summary.get("measurement") or summary.get("measured_how") or {}).get(what)
-    if m is None:
-        return ""
-    if isinstance(m, str):
-        return m
-    if not isinstance(m, dict):
-        return str(m)
-    if what == "latency":
-        parts = []
-        if "num_threads" in m:
-            parts.append(f"{m['num_threads']} thread{'s' if m['num_threads'] != 1 else ''}")
-        if "num_runs" in m:
-            parts.append(f"{m['num_runs']} runs")
-        if "warmup_runs" in m:
-            parts.append(f"{m['warmup_runs']} warm-up")
-        if "use_xnnpack" in m:
-            parts.append("XNNPack" if m["use_xnnpack"] else "no XNNPack")
-        if m.get("input_source"):
-            parts.append(f"{m['input_source']} inputs")
-        return ", ".join(parts)
-    if what == "accuracy":
-        parts = []
-        if "num_samples" in m:
-            parts.append(f"{m['num_samples']:,} samples")
-        if m.get("data"):
-            parts.append(f"of {m['data']}")
-        return "top-1 on " + " ".join(parts) if parts else ""
-    return ", ".join(f"{k}={v}" for k, v in m.items())
-
-
 def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure  # lazily: `import edgekit` stays light
 
@@ -94,12 +60,10 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _png(fig: Any) -> bytes:
-    import io as _io
-
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    buf = _io.BytesIO()
+    buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
     return buf.getvalue()
 
@@ -135,17 +99,18 @@ def _short(name: Any) -> str:
     return text if len(text) <= _MAX_LABEL else "…" + text[-(_MAX_LABEL - 1) :]
 
 
-def draw_overview(summary: dict[str, Any], models: list[dict[str, Any]]) -> tuple[bytes, str]:
-    labels = [str(m["label"]) for m in models]
+def draw_overview(summary: Summary) -> tuple[bytes, str]:
+    models = summary.columns
+    labels = [str(m.name) for m in models]
     colors = [_COLORS[i % len(_COLORS)] for i in range(len(models))]
-    lat = [(m.get("latency_us") or {}).get("p50") for m in models]
+    lat = [(m.latency_us or {}).get("p50") for m in models]
     unit, div = time_unit([v for v in lat if is_number(v)])
     panels = [
-        ("Model size", "size (KiB)", [m["size_bytes"] / 1024 for m in models], "{:,.1f}"),
+        ("Model size", "size (KiB)", [m.size_bytes / 1024 for m in models], "{:,.1f}"),
         (
             "Accuracy",
             "top-1 accuracy (%)",
-            [100 * m["accuracy"] if is_number(m.get("accuracy")) else None for m in models],
+            [100 * m.accuracy if is_number(m.accuracy) else None for m in models],
             "{:.2f}",
         ),
         (
@@ -184,23 +149,19 @@ def draw_overview(summary: dict[str, Any], models: list[dict[str, Any]]) -> tupl
                     fontsize=10,
                 )
         png = _png(fig)
-    how = how_measured(summary, "latency")
+    how = summary.measured_how.text("latency")
     caption = "Size of the .tflite file, top-1 accuracy and median latency" + (
         f" ({how})." if how else "."
     )
     return png, caption
 
 
-def draw_sparsity(summary: dict[str, Any], models: list[dict[str, Any]]) -> tuple[bytes, str] | str:
-    rows = [
-        r
-        for r in summary.get("sparsity_per_layer") or []
-        if isinstance(r, dict) and is_number(r.get("sparsity"))
-    ]
+def draw_sparsity(summary: Summary) -> tuple[bytes, str] | str:
+    rows = [r for r in summary.sparsity_per_layer if is_number(r.sparsity)]
     if not rows:
         return "Sparsity per layer: not given in the summary, so no plot."
-    names = [_short(r.get("layer", f"layer {i}")) for i, r in enumerate(rows)]
-    values = [100 * r["sparsity"] for r in rows]
+    names = [_short(r.layer or f"layer {i}") for i, r in enumerate(rows)]
+    values = [100 * r.sparsity for r in rows]
     with _rc():
         fig = _figure(8.0, 1.2 + 0.32 * len(rows))
         ax = fig.subplots()
@@ -225,16 +186,12 @@ def draw_sparsity(summary: dict[str, Any], models: list[dict[str, Any]]) -> tupl
     return png, "Share of exactly-zero weights in each layer of the result."
 
 
-def draw_quant_error(
-    summary: dict[str, Any], models: list[dict[str, Any]]
-) -> tuple[bytes, str] | str:
+def draw_quant_error(summary: Summary) -> tuple[bytes, str] | str:
     rows = []
-    for i, r in enumerate(summary.get("quant_error_per_layer") or []):
-        if not isinstance(r, dict):
-            continue
-        mse = r.get("mean_squared_error")
+    for i, r in enumerate(summary.quant_error_per_layer):
+        mse = r.mean_squared_error
         if is_number(mse) and mse >= 0:
-            name = r.get("tensor") or r.get("tensor_name") or r.get("op_name") or f"tensor {i}"
+            name = r.tensor or r.op or f"tensor {i}"
             # The converter fuses ops and joins their names with ';' -- the first one
             # names the layer.
             rows.append((str(name).split(";")[0], float(mse)))
@@ -282,16 +239,17 @@ def draw_quant_error(
     return png, caption
 
 
-def draw_latency(summary: dict[str, Any], models: list[dict[str, Any]]) -> tuple[bytes, str] | str:
-    samples = summary.get("latency_samples_us") or {}
+def draw_latency(summary: Summary) -> tuple[bytes, str] | str:
+    models = summary.columns
+    samples = summary.latency_samples_us
     series = []
     for key, values in samples.items():
         vals = [float(v) for v in _as_list(values) if is_number(v) and v >= 0]
         if vals:
             # Keys are "original" / "result" (the summary's own keys) or a column label.
-            label = {"original": models[0]["label"], "result": models[1]["label"]}.get(key, key)
+            label = {"original": models[0].name, "result": models[1].name}.get(key, key)
             series.append((str(label), vals))
-    how = how_measured(summary, "latency")
+    how = summary.measured_how.text("latency")
     if series:
         unit, div = time_unit([v for _, vals in series for v in vals])
         with _rc():
@@ -335,9 +293,7 @@ def draw_latency(summary: dict[str, Any], models: list[dict[str, Any]]) -> tuple
     # No per-run samples: show the percentiles the benchmark reported.
     # Not the max: one stalled run would flatten every other bar.
     quantiles = ("min", "p50", "p90", "p95", "p99")
-    rows = [
-        (str(m["label"]), [(m.get("latency_us") or {}).get(q) for q in quantiles]) for m in models
-    ]
+    rows = [(str(m.name), [(m.latency_us or {}).get(q) for q in quantiles]) for m in models]
     rows = [(n, v) for n, v in rows if any(is_number(x) for x in v)]
     if not rows:
         return "Latency distribution: no latency figures in the summary, so no plot."
@@ -374,9 +330,9 @@ def draw_latency(summary: dict[str, Any], models: list[dict[str, Any]]) -> tuple
     caption = "Latency percentiles of the timed runs (per-run samples were not given)"
     caption += f" ({how})." if how else "."
     maxes = [
-        f"{m['label']} {latency_text(m['latency_us']['max'])}"
+        f"{m.name} {latency_text(m.latency_us['max'])}"
         for m in models
-        if is_number((m.get("latency_us") or {}).get("max"))
+        if is_number((m.latency_us or {}).get("max"))
     ]
     if maxes:
         caption += " Slowest single run, not drawn: " + ", ".join(maxes) + "."

@@ -1,55 +1,8 @@
-"""The run report: a Markdown page and a self-contained HTML page, with matplotlib plots.
+"""The report's pages: `report.md` and a self-contained `report.html`, with the plots.
 
-`render(summary, output_dir)` writes `report.md`, `report.html` (every plot embedded as
-a base64 `data:` URI, no external CSS or JavaScript) and the PNG plots under
-`output_dir/plots/`. It reads only the `summary` dict, so the pipeline, a notebook or a
-script can fill it from whatever they measured.
-
-The summary schema (every field is optional except `original.size_bytes` and
-`result.size_bytes`; a missing section is left out with a sentence saying so):
-
-    {
-      "title": str,                       # page title; default "edgekit report"
-      "model_name": str,                  # the Keras model the run started from
-      "created": str,                     # when the run happened (ISO 8601)
-      "recipe": {...},                    # the recipe as run (any JSON-ready dict)
-      "environment": {...},               # where it was measured: cpu_model, os, versions...
-      "measurement": {                    # how the numbers were measured (shown beside them;
-                                          # "measured_how" is accepted as another name)
-        "latency": {"num_threads": int, "num_runs": int, "warmup_runs": int,
-                    "use_xnnpack": bool, "input_source": str} | str,
-        "accuracy": {"num_samples": int, "data": str} | str,
-        "memory": str,                    # e.g. "peak RSS of the benchmark process"
-        "size": str,
-      },
-      "original": {                       # the float32 model as converted without changes
-        "label": str,                     # column header ("name" works too); default "original"
-        "size_bytes": int,                # the .tflite file size (required)
-        "gzip_size_bytes": int,           # size after gzip -9
-        "accuracy": float,                # top-1 accuracy as a fraction in [0, 1]
-        "latency_us": {"p50": float, "p90": float, "p99": float, "mean": float, ...},
-        "peak_rss_mb": float,             # peak resident memory of the measuring process
-      },
-      "result": {                         # the optimized model; same keys as "original", plus
-        "label": str,                     # default "result"
-        "parity": {"max_abs_error": float, "mse": float, "cosine": float,
-                   "top1_agreement": float},   # against the Keras model it came from
-      },
-      "variants": [{"label": str, <same keys as "result">}, ...],   # extra columns
-      "sparsity_per_layer": [{"layer": str, "sparsity": float}, ...],  # fraction of zeros
-      "quant_error_per_layer": [{"tensor": str, "mean_squared_error": float, ...}, ...],
-      "latency_samples_us": {"original": [float, ...], "result": [float, ...]},  # per run
-      "notes": [str, ...],
-    }
-
-`quant_error_per_layer` takes the rows of `edgekit.evaluate.layer_quantization_error`
-as they are (`tensor_name` is accepted for `tensor`); `latency_us` takes
-`LatencyStats.latency_us` as it is.
-
-Example:
-    >>> r = edgekit.report.render({"original": {"size_bytes": 81234},
-    ...                            "result": {"size_bytes": 21000}}, "out/")
-    >>> r.html_path
+`render(summary, output_dir)` writes both pages and the PNG plots under
+`output_dir/plots/`; the HTML page embeds every plot as a base64 `data:` URI and
+loads no external CSS or JavaScript.
 """
 
 from __future__ import annotations
@@ -60,11 +13,12 @@ import html
 import json
 import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edgekit import _report_plots as _plots
 from edgekit import errors, io
+from edgekit.report import plots as _plots
+from edgekit.report.schema import Summary, is_number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,12 +58,13 @@ class _Section:
 
 
 def render(
-    summary: dict[str, Any], output_dir: str | os.PathLike, *, overwrite: bool = False
+    summary: Summary | dict[str, Any], output_dir: str | os.PathLike, *, overwrite: bool = False
 ) -> ReportResult:
     """Writes `report.md`, `report.html` and `plots/*.png` into `output_dir`.
 
     Args:
-      summary: the figures of the run, in the schema at the top of this module.
+      summary: the figures of the run: a `Summary`, or a dict of the same keys
+        (see `edgekit.report.Summary`).
       output_dir: the folder to write into; created if missing.
       overwrite: replace report files that already exist.
 
@@ -124,7 +79,8 @@ def render(
         >>> render(summary, "runs/int8", overwrite=True).markdown_path
         PosixPath('runs/int8/report.md')
     """
-    models = _validate(summary)
+    if not isinstance(summary, Summary):
+        summary = Summary.from_dict(summary)
     out = pathlib.Path(output_dir)
     if out.exists() and not out.is_dir():
         raise errors.UserInputError(
@@ -153,7 +109,7 @@ def render(
         ("quant_error", _plots.draw_quant_error),
         ("latency", _plots.draw_latency),
     ):
-        drawn = draw(summary, models)
+        drawn = draw(summary)
         if isinstance(drawn, str):
             omitted.append(drawn)
             captions[name] = drawn
@@ -172,8 +128,8 @@ def render(
         if name not in pngs and overwrite and stale.exists():
             stale.unlink()
 
-    sections = _sections(summary, models, pngs, captions, omitted)
-    title = str(summary.get("title") or "edgekit report")
+    sections = _sections(summary, pngs, captions, omitted)
+    title = str(summary.title or "edgekit report")
     md_path = io.atomic_write_text(
         out / "report.md", _markdown_page(title, summary, sections), overwrite=overwrite
     )
@@ -186,64 +142,6 @@ def render(
         plot_paths=plot_paths,
         omitted=tuple(omitted),
     )
-
-
-# -- validation -------------------------------------------------------------------
-
-
-def _validate(summary: Any) -> list[dict[str, Any]]:
-    """Checks the summary up front; returns the model columns (original, result, variants)."""
-    if not isinstance(summary, dict):
-        raise errors.UserInputError(
-            "The report summary must be a dict (see the schema in edgekit/report.py). "
-            + errors.received(summary=type(summary).__name__)
-        )
-    models = []
-    for key in ("original", "result"):
-        entry = summary.get(key)
-        if not isinstance(entry, dict) or not _plots.is_number(entry.get("size_bytes")):
-            raise errors.UserInputError(
-                f"The report needs summary[{key!r}]['size_bytes'], the .tflite file size in "
-                "bytes, to compare the original and the result. Fill it from "
-                "ConversionResult.size_bytes. " + errors.received(**{key: entry})
-            )
-        models.append({**entry, "label": entry.get("label") or entry.get("name") or key})
-    variants = summary.get("variants") or []
-    if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
-        raise errors.UserInputError(
-            "summary['variants'] must be a list of dicts with the keys of summary['result']. "
-            + errors.received(variants=variants)
-        )
-    for i, v in enumerate(variants):
-        models.append({**v, "label": v.get("label") or v.get("name") or f"variant {i + 1}"})
-    for m in models:
-        acc = m.get("accuracy")
-        if acc is not None and (not _plots.is_number(acc) or not 0.0 <= acc <= 1.0):
-            raise errors.UserInputError(
-                f"Accuracy of {m['label']!r} must be a fraction in [0, 1] (0.91 for 91%). "
-                + errors.received(accuracy=acc)
-            )
-        lat = m.get("latency_us")
-        if lat is not None and not isinstance(lat, dict):
-            raise errors.UserInputError(
-                f"latency_us of {m['label']!r} must be a dict such as {{'p50': 812.0, "
-                "'p90': 840.0, 'p99': 901.0}} (LatencyStats.latency_us). "
-                + errors.received(latency_us=lat)
-            )
-    for key in ("sparsity_per_layer", "quant_error_per_layer", "notes"):
-        value = summary.get(key)
-        if value is not None and not isinstance(value, list):
-            raise errors.UserInputError(
-                f"summary[{key!r}] must be a list (see the schema in edgekit/report.py). "
-                + errors.received(**{key: value})
-            )
-    samples = summary.get("latency_samples_us")
-    if samples is not None and not isinstance(samples, dict):
-        raise errors.UserInputError(
-            "summary['latency_samples_us'] must map a model ('original', 'result') to its "
-            "per-run latencies in microseconds. " + errors.received(latency_samples_us=samples)
-        )
-    return models
 
 
 # -- numbers as text --------------------------------------------------------------
@@ -259,7 +157,7 @@ def _pct(x: float) -> str:
 
 def _ratio(new: Any, old: Any, better: str = "smaller") -> str:
     """`new / old`, and when below 1 how many times smaller (or faster) that is."""
-    if not (_plots.is_number(new) and _plots.is_number(old)) or old == 0:
+    if not (is_number(new) and is_number(old)) or old == 0:
         return "–"
     r = new / old
     if 0 < r < 1:
@@ -267,9 +165,11 @@ def _ratio(new: Any, old: Any, better: str = "smaller") -> str:
     return f"{r:.2f}×"
 
 
-def _comparison_rows(summary: dict[str, Any], models: list[dict[str, Any]]) -> list[list[str]]:
+def _comparison_rows(summary: Summary) -> list[list[str]]:
     """Rows of [metric, value per model..., ratio result/original, how measured]."""
-    orig, res = models[0], models[1]
+    models = summary.columns
+    orig, res = summary.original, summary.result
+    how = summary.measured_how.text
     rows: list[list[str]] = []
 
     def add(metric, values, ratio, how):
@@ -279,27 +179,24 @@ def _comparison_rows(summary: dict[str, Any], models: list[dict[str, Any]]) -> l
 
     add(
         "Size",
-        [f"{_kib(m['size_bytes'])} ({int(m['size_bytes']):,} B)" for m in models],
-        _ratio(res["size_bytes"], orig["size_bytes"]),
-        _plots.how_measured(summary, "size") or ".tflite file size; 1 KiB = 1024 bytes",
+        [f"{_kib(m.size_bytes)} ({int(m.size_bytes):,} B)" for m in models],
+        _ratio(res.size_bytes, orig.size_bytes),
+        how("size") or ".tflite file size; 1 KiB = 1024 bytes",
     )
     add(
         "Size after gzip -9",
-        [
-            _kib(m["gzip_size_bytes"]) if _plots.is_number(m.get("gzip_size_bytes")) else "–"
-            for m in models
-        ],
-        _ratio(res.get("gzip_size_bytes"), orig.get("gzip_size_bytes")),
+        [_kib(m.gzip_size_bytes) if is_number(m.gzip_size_bytes) else "–" for m in models],
+        _ratio(res.gzip_size_bytes, orig.gzip_size_bytes),
         "what a download or an over-the-air update costs",
     )
     acc_change = "–"
-    if _plots.is_number(res.get("accuracy")) and _plots.is_number(orig.get("accuracy")):
-        acc_change = f"{100 * (res['accuracy'] - orig['accuracy']):+.2f} points"
+    if is_number(res.accuracy) and is_number(orig.accuracy):
+        acc_change = f"{100 * (res.accuracy - orig.accuracy):+.2f} points"
     add(
         "Accuracy",
-        [_pct(m["accuracy"]) if _plots.is_number(m.get("accuracy")) else "–" for m in models],
+        [_pct(m.accuracy) if is_number(m.accuracy) else "–" for m in models],
         acc_change,
-        _plots.how_measured(summary, "accuracy") or "top-1 on the evaluation data",
+        how("accuracy") or "top-1 on the evaluation data",
     )
     parity_fields = (
         ("top1_agreement", "Parity: top-1 agreement", _pct),
@@ -310,26 +207,23 @@ def _comparison_rows(summary: dict[str, Any], models: list[dict[str, Any]]) -> l
     for key, metric, fmt in parity_fields:
         values = []
         for m in models:
-            p = m.get("parity") or {}
-            values.append(fmt(p[key]) if _plots.is_number(p.get(key)) else "–")
+            p = m.parity or {}
+            values.append(fmt(p[key]) if is_number(p.get(key)) else "–")
         add(metric, values, "–", "outputs against the Keras model on the same inputs")
-    lat_how = _plots.how_measured(summary, "latency")
+    lat_how = how("latency")
     for q in ("p50", "p90", "p99"):
         values = []
         for m in models:
-            v = (m.get("latency_us") or {}).get(q)
-            values.append(_plots.latency_text(v) if _plots.is_number(v) else "–")
-        o = (orig.get("latency_us") or {}).get(q)
-        r = (res.get("latency_us") or {}).get(q)
+            v = (m.latency_us or {}).get(q)
+            values.append(_plots.latency_text(v) if is_number(v) else "–")
+        o = (orig.latency_us or {}).get(q)
+        r = (res.latency_us or {}).get(q)
         add(f"Latency {q}", values, _ratio(r, o, "faster"), lat_how)
     add(
         "Peak memory (RSS)",
-        [
-            f"{m['peak_rss_mb']:,.1f} MB" if _plots.is_number(m.get("peak_rss_mb")) else "–"
-            for m in models
-        ],
-        _ratio(res.get("peak_rss_mb"), orig.get("peak_rss_mb")),
-        _plots.how_measured(summary, "memory") or "peak resident memory of the measuring process",
+        [f"{m.peak_rss_mb:,.1f} MB" if is_number(m.peak_rss_mb) else "–" for m in models],
+        _ratio(res.peak_rss_mb, orig.peak_rss_mb),
+        how("memory") or "peak resident memory of the measuring process",
     )
     return rows
 
@@ -376,15 +270,15 @@ def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
 
 
 def _sections(
-    summary: dict[str, Any],
-    models: list[dict[str, Any]],
+    summary: Summary,
     pngs: dict[str, bytes],
     captions: dict[str, str],
     omitted: list[str],
 ) -> list[_Section]:
     sections = []
-    headers = ["Metric", *[str(m["label"]) for m in models], "Result / original", "How measured"]
-    rows = _comparison_rows(summary, models)
+    headers = ["Metric", *[str(m.name) for m in summary.columns], "Result / original"]
+    headers.append("How measured")
+    rows = _comparison_rows(summary)
     sections.append(
         _Section(
             "Original and result",
@@ -408,8 +302,8 @@ def _sections(
         else:
             text = captions[name]
             sections.append(_Section(title, text, f'<p class="missing">{html.escape(text)}</p>'))
-    env = summary.get("environment")
-    if isinstance(env, dict) and env:
+    env = summary.environment
+    if isinstance(env, Mapping) and env:
         rows_env = _flat(env)
         sections.append(
             _Section(
@@ -422,7 +316,7 @@ def _sections(
         text = "Environment: not given in the summary."
         omitted.append(text)
         sections.append(_Section("Environment", text, f'<p class="missing">{text}</p>'))
-    recipe = summary.get("recipe")
+    recipe = summary.recipe
     if recipe:
         text = json.dumps(recipe, indent=2, default=str)
         sections.append(
@@ -436,7 +330,7 @@ def _sections(
         text = "Recipe: not given in the summary."
         omitted.append(text)
         sections.append(_Section("Recipe", text, f'<p class="missing">{text}</p>'))
-    notes = [str(n) for n in summary.get("notes") or []]
+    notes = list(summary.notes)
     if notes:
         sections.append(
             _Section(
@@ -448,19 +342,19 @@ def _sections(
     return sections
 
 
-def _subtitle(summary: dict[str, Any]) -> str:
+def _subtitle(summary: Summary) -> str:
     parts = []
-    if summary.get("model_name"):
-        parts.append(f"Model: {summary['model_name']}")
-    recipe = summary.get("recipe")
-    if isinstance(recipe, dict) and recipe.get("name"):
+    if summary.model_name:
+        parts.append(f"Model: {summary.model_name}")
+    recipe = summary.recipe
+    if isinstance(recipe, Mapping) and recipe.get("name"):
         parts.append(f"recipe: {recipe['name']}")
-    if summary.get("created"):
-        parts.append(f"run: {summary['created']}")
+    if summary.created:
+        parts.append(f"run: {summary.created}")
     return " · ".join(parts)
 
 
-def _markdown_page(title: str, summary: dict[str, Any], sections: list[_Section]) -> str:
+def _markdown_page(title: str, summary: Summary, sections: list[_Section]) -> str:
     out = [f"# {_md_cell(title)}", ""]
     sub = _subtitle(summary)
     if sub:
@@ -489,7 +383,7 @@ pre { background: #f6f8fa; padding: 0.8em; overflow-x: auto; font-size: 0.9em; }
 """
 
 
-def _html_page(title: str, summary: dict[str, Any], sections: list[_Section]) -> str:
+def _html_page(title: str, summary: Summary, sections: list[_Section]) -> str:
     t = html.escape(title)
     body = [f"<h1>{t}</h1>"]
     sub = _subtitle(summary)

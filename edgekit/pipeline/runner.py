@@ -1,0 +1,117 @@
+"""`run()`: a recipe from a Keras model to a verified bundle, resumable, in one folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from edgekit import config as config_lib
+from edgekit import convert, errors, io, recipes
+from edgekit import data as data_lib
+from edgekit.pipeline import stages as stages_lib
+from edgekit.pipeline import state as state_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineResult:
+    """Where the run wrote its files, and every figure it measured."""
+
+    output_dir: str
+    summary: dict[str, Any]
+    resumed_stages: tuple[str, ...]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_recipe_fits(recipe: config_lib.Recipe, model: Any, train: data_lib.Dataset) -> None:
+    """Everything that can be checked before the first slow step."""
+    shapes = convert.model_input_shapes(model)
+    if len(shapes) == 1:
+        data_lib.check_inputs(train.x, shapes[0], what="training data")
+    needs_training = any(getattr(recipe, t.name) is not None for t in stages_lib.TECHNIQUES)
+    if needs_training:
+        io.require_tf_keras(model, what="The recipe's training-time stages")
+        if train.y is None and recipe.distill is None:
+            raise errors.UserInputError(
+                "The recipe fine-tunes the model (pruning, clustering or QAT), which needs "
+                "labelled data: pass --data with arrays x and y. "
+                + errors.received(data=train.source, labels=None)
+            )
+
+
+def run(
+    recipe: Any,
+    *,
+    model: Any,
+    data: Any,
+    output_dir: str | os.PathLike,
+    eval_data: Any = None,
+    overwrite: bool = False,
+    custom_objects: dict[str, Any] | None = None,
+    safe_mode: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> PipelineResult:
+    """Runs a recipe end to end into `output_dir`; resumes an interrupted run.
+
+    Args:
+      recipe: a `config.Recipe`, a built-in recipe name, a path to a recipe JSON
+        file, or a dict.
+      model: the Keras model (object or path).
+      data: training/calibration data (any source `edgekit.data.load` takes).
+      output_dir: the run's folder.
+      eval_data: held-out data for accuracy; defaults to `data`.
+      overwrite: replace a folder that holds another run (or other files).
+      progress: where progress lines go (default: stdout).
+
+    Returns:
+      A `PipelineResult` with every figure in `summary` (also in manifest.json).
+
+    Example:
+        >>> result = edgekit.pipeline.run("prune50_int8", model="model.keras",
+        ...                               data="train.npz", eval_data="test.npz",
+        ...                               output_dir="out")
+        >>> result.summary["result"]["accuracy"]
+    """
+    start = time.perf_counter()
+    recipe = recipes.resolve_recipe(recipe)
+    out = pathlib.Path(output_dir)
+    keras_model = io.load_model(model, custom_objects=custom_objects, safe_mode=safe_mode)
+    train = data_lib.load(data)
+    test = data_lib.load(eval_data) if eval_data is not None else train
+    _check_recipe_fits(recipe, keras_model, train)
+    source = model if isinstance(model, (str, os.PathLike)) else keras_model
+    run_key = state_lib.run_key(recipe, source, train, test)
+    state, resumed = state_lib.prepare_output_dir(out, run_key, overwrite=overwrite)
+    todo = [s.name for s in stages_lib.TABLE if s.wanted(recipe)]
+    prog = stages_lib.Progress(todo, progress)
+    if resumed:
+        prog.note(f"resuming in {out}: finished stages {list(state.finished)}")
+    ctx = stages_lib.Context(
+        recipe=recipe,
+        model=keras_model,
+        train=train,
+        test=test,
+        out=out,
+        state=state,
+        progress=prog,
+    )
+    skipped = []
+    for name in todo:
+        if name in state.finished:
+            skipped.append(name)
+            stages_lib.restore(ctx, name)
+            continue
+        info = stages_lib.BY_NAME[name].run(ctx)
+        state.done(name, info or {})
+    return PipelineResult(
+        output_dir=str(out),
+        summary=ctx.summary().to_dict(),
+        resumed_stages=tuple(skipped),
+        seconds=round(time.perf_counter() - start, 2),
+    )

@@ -1,0 +1,389 @@
+"""The stages of `edgekit.pipeline.run`, as one table, and how to restore a finished one.
+
+Each stage does its work, writes its outputs atomically (checkpoints under
+`DIR/.edgekit/`, final files at the top of `DIR`), and returns a JSON-ready dict that
+the state file records; its `restore` rebuilds the in-memory context of a finished
+stage from those files, so a resumed run continues exactly where the interrupted one
+stopped. The training-time techniques share one runner, driven by `TECHNIQUES`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edgekit import benchmark, bundle, convert, evaluate, io, report
+from edgekit import config as config_lib
+from edgekit import data as data_lib
+from edgekit.lite import inspect as lite_inspect
+from edgekit.optimize import _report as optimize_report
+from edgekit.optimize import cluster, distill, prune, qat
+from edgekit.pipeline import summary as summary_lib
+from edgekit.pipeline.state import State
+
+
+class Progress:
+    """Prints the current stage and its elapsed time; training shows Keras' own bar."""
+
+    def __init__(self, stages: list[str], out: Callable[[str], None] | None) -> None:
+        self.stages = stages
+        self.out = out or (lambda s: print(s, flush=True))
+        self.start = time.perf_counter()
+
+    def stage(self, name: str, message: str) -> None:
+        i = self.stages.index(name) + 1
+        elapsed = time.perf_counter() - self.start
+        self.out(f"[{i}/{len(self.stages)}] {name}: {message}  (elapsed {elapsed:.0f} s)")
+
+    def note(self, message: str) -> None:
+        self.out(f"      {message}")
+
+
+@dataclasses.dataclass
+class Context:
+    recipe: config_lib.Recipe
+    model: Any  # the original Keras model
+    train: data_lib.Dataset
+    test: data_lib.Dataset
+    out: pathlib.Path
+    state: State
+    progress: Progress
+    current: Any = None  # the Keras model after the last training stage
+    reports: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.current is None:
+            self.current = self.model
+
+    @property
+    def model_path(self) -> pathlib.Path:
+        return self.out / "model.tflite"
+
+    @property
+    def baseline_path(self) -> pathlib.Path:
+        return self.state.file("baseline_float32.tflite")
+
+    def summary(self) -> report.Summary:
+        return summary_lib.build(self.recipe, self.model, self.state.finished, self.reports)
+
+
+# -- the training-time techniques: one runner, one row each --------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Technique:
+    """A training-time stage: its recipe section, the library call, the progress line.
+
+    `train(model, recipe, (x, y), fit=..., val_data=...)` returns `(model, report)`;
+    the stage's name is also its recipe section, its `<name>_fit` override and the
+    stem of its checkpoint files (`<name>.keras`, `<name>.json`).
+    """
+
+    name: str
+    train: Callable[..., tuple[Any, Any]]
+    message: Callable[[config_lib.Recipe], str]
+
+
+def _distill(
+    model: Any, recipe: config_lib.Recipe, data: Any, *, fit: config_lib.FitConfig, val_data: Any
+) -> tuple[Any, Any]:
+    student = distill.resolve_student(recipe.distill_student, model, seed=fit.seed or 0)
+    return distill.distill(model, student, recipe.distill, data, fit=fit, val_data=val_data)
+
+
+def _prune_message(recipe: config_lib.Recipe) -> str:
+    cfg = recipe.prune
+    what = (
+        f"{cfg.m_by_n[0]}:{cfg.m_by_n[1]}"
+        if cfg.m_by_n
+        else f"{100 * cfg.target_sparsity:.0f}% sparsity"
+    )
+    return f"pruning to {what} while fine-tuning"
+
+
+# In the order they run: distill first (a new, smaller model), QAT last (its ranges
+# must see the final weights).
+TECHNIQUES = (
+    Technique("distill", _distill, lambda r: f"distilling into the student {r.distill_student!r}"),
+    Technique("prune", lambda m, r, d, **kw: prune.prune(m, r.prune, d, **kw), _prune_message),
+    Technique(
+        "cluster",
+        lambda m, r, d, **kw: cluster.cluster(m, r.cluster, d, **kw),
+        lambda r: f"clustering weights into {r.cluster.num_clusters} values while fine-tuning",
+    ),
+    Technique(
+        "qat",
+        lambda m, r, d, **kw: qat.quantize_aware(m, r.qat, d, **kw),
+        lambda r: f"quantization-aware training (preserve: {r.qat.preserve.value})",
+    ),
+)
+
+
+def _val(ctx: Context) -> Any:
+    return (
+        (ctx.test.x, ctx.test.y) if ctx.test.y is not None and ctx.test is not ctx.train else None
+    )
+
+
+def _run_technique(ctx: Context, t: Technique) -> dict[str, Any]:
+    ctx.progress.stage(t.name, t.message(ctx.recipe))
+    fit = getattr(ctx.recipe, f"{t.name}_fit", None) or ctx.recipe.fit
+    model, stage_report = t.train(
+        ctx.current, ctx.recipe, (ctx.train.x, ctx.train.y), fit=fit, val_data=_val(ctx)
+    )
+    path = ctx.state.file(f"{t.name}.keras")
+    io.save_model(model, path, overwrite=True)
+    if hasattr(stage_report, "to_dict"):
+        info = stage_report.to_dict()
+    else:
+        info = dict(stage_report or {})
+    io.write_json(ctx.state.file(f"{t.name}.json"), info, overwrite=True)
+    ctx.current = model
+    ctx.reports[t.name] = info
+    return {"model": path.name, "report": f"{t.name}.json"}
+
+
+def _restore_technique(ctx: Context, t: Technique) -> None:
+    ctx.current = io.load_model(ctx.state.file(f"{t.name}.keras"))
+    ctx.reports[t.name] = json.loads(ctx.state.file(f"{t.name}.json").read_text())
+
+
+# -- the other stages ----------------------------------------------------------------
+
+
+def run_baseline(ctx: Context) -> dict[str, Any]:
+    """The original model as float32 .tflite: the reference for size, accuracy, latency."""
+    ctx.progress.stage("baseline", "converting the original model to float32 for comparison")
+    result = convert.convert(ctx.model, config_lib.ConvertConfig())
+    io.atomic_write_bytes(ctx.baseline_path, result.tflite_bytes, overwrite=True)
+    ev = evaluate.evaluate(
+        result.tflite_bytes, ctx.test, config=ctx.recipe.evaluate, reference=ctx.model
+    )
+    info = {
+        "size_bytes": result.size_bytes,
+        "gzip_size_bytes": result.gzip_size_bytes,
+        "accuracy": ev.accuracy,
+        "keras_accuracy": ev.reference_accuracy,
+        "num_eval_samples": ev.num_samples,
+        "params": int(ctx.model.count_params()) if hasattr(ctx.model, "count_params") else None,
+    }
+    if ev.accuracy is not None:
+        ctx.progress.note(
+            f"original: {result.size_bytes / 1024:.1f} KB as float32, accuracy "
+            f"{100 * ev.accuracy:.2f}% on {ev.num_samples} samples"
+        )
+    return info
+
+
+def run_convert(ctx: Context) -> dict[str, Any]:
+    cfg = ctx.recipe.convert
+    n = min(cfg.num_calibration_samples, len(ctx.train)) if cfg.mode.needs_calibration else 0
+    ctx.progress.stage("convert", f"mode {cfg.mode.value}")
+    result = convert.convert(ctx.current, cfg, calibration_data=ctx.train.x if n else None)
+    io.atomic_write_bytes(ctx.model_path, result.tflite_bytes, overwrite=True)
+    io.save_model(ctx.current, ctx.out / "optimized.keras", overwrite=True)
+    info = result.to_dict()
+    io.write_json(ctx.state.file("convert.json"), info, overwrite=True)
+    how = result.converter_settings.get("ranges") or (
+        f"calibrated on {result.num_calibration_samples} samples"
+        if result.num_calibration_samples
+        else ""
+    )
+    choice = result.converter_settings.get("granularity_choice")
+    if isinstance(choice, dict):
+        how += (
+            "; per-tensor weights (as accurate as per-channel, smaller gzipped)"
+            if choice["chosen"] == "per_tensor"
+            else "; per-channel weights (per-tensor was less accurate or not smaller)"
+        )
+    ctx.progress.note(
+        f"{result.size_bytes / 1024:.1f} KB ({result.gzip_size_bytes / 1024:.1f} KB gzipped) "
+        f"in {result.conversion_seconds:.1f} s" + (f"; ranges {how}" if how else "")
+    )
+    return info
+
+
+def _restore_convert(ctx: Context) -> None:
+    if (ctx.out / "optimized.keras").exists():
+        ctx.current = io.load_model(ctx.out / "optimized.keras")
+
+
+def run_evaluate(ctx: Context) -> dict[str, Any]:
+    ctx.progress.stage("evaluate", f"accuracy and parity on {len(ctx.test)} samples")
+    ev = evaluate.evaluate(
+        ctx.model_path, ctx.test, config=ctx.recipe.evaluate, reference=ctx.current
+    )
+    info: dict[str, Any] = ev.to_dict()
+    info["sparsity_per_layer"] = _tflite_weight_sparsity(ctx.model_path) or _keras_sparsity(
+        ctx.current
+    )
+    if ctx.recipe.convert.mode.needs_calibration and io.is_tf_keras_model(ctx.current):
+        ctx.progress.note("per-layer quantization error (TensorFlow's quantization debugger)")
+        try:
+            rows = evaluate.layer_quantization_error(
+                ctx.current, ctx.train.x, config=ctx.recipe.convert, debug_samples=32
+            )
+        except Exception as e:  # noqa: BLE001 - the debugger fails on some QAT graphs
+            info["quant_error_note"] = (
+                f"quantization debugger unavailable: {type(e).__name__}: {e}"[:300]
+            )
+            rows = []
+        evaluate.save_layer_errors_csv(rows, ctx.state.file("quant_error.csv"), overwrite=True)
+        info["quant_error_per_layer"] = [
+            {
+                "tensor": r.get("tensor_name"),
+                "op": r.get("op_name"),
+                "mean_squared_error": r.get("mean_squared_error"),
+            }
+            for r in rows
+        ]
+    io.write_json(ctx.state.file("evaluate.json"), info, overwrite=True)
+    if ev.accuracy is not None:
+        ctx.progress.note(
+            f"accuracy {100 * ev.accuracy:.2f}% (Keras model {100 * (ev.reference_accuracy or 0):.2f}%), "
+            f"top-1 agreement {100 * ev.parity.top1_agreement:.2f}%"
+        )
+    return info
+
+
+def _keras_sparsity(model: Any) -> list[dict[str, Any]]:
+    """Share of zeros per layer of the Keras model, when the .tflite has no weight ops."""
+    # TODO(merge): public name -- optimize owns measure_layers; switch when it is public.
+    layers = optimize_report.measure_layers(model, ())
+    return [
+        {"layer": s.name, "type": s.type, "sparsity": s.sparsity, "num_weights": s.num_weights}
+        for s in layers
+    ]
+
+
+_WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "TRANSPOSE_CONV": 1}
+
+
+def _tflite_weight_sparsity(path: pathlib.Path) -> list[dict[str, Any]]:
+    """Share of exact zeros in each conv/dense weight tensor of the converted file.
+
+    Read from the .tflite itself, so it is what ships, whatever the Keras model's
+    wrappers (QAT, pruning) looked like.
+    """
+    model_report = lite_inspect.inspect_model(path).to_dict()
+    tensors = {(t["subgraph"], t["index"]): t for t in model_report["tensors"]}
+    rows = []
+    for op in model_report["ops"]:
+        slot = _WEIGHT_OPS.get(op["type"])
+        if slot is None or op["subgraph"] != 0 or len(op["inputs"]) <= slot:
+            continue
+        t = tensors.get((0, op["inputs"][slot]))
+        if not t or not t["constant"] or t.get("zero_fraction") is None:
+            continue
+        name = t["name"].split(";")[0]
+        parts = [p for p in name.split("/") if p]
+        layer = parts[1] if len(parts) > 2 else name
+        rows.append(
+            {
+                "layer": layer,
+                "type": op["type"],
+                "sparsity": float(t["zero_fraction"]),
+                "num_weights": int(np.prod(t["shape"])) if t["shape"] else 0,
+            }
+        )
+    return rows
+
+
+def run_benchmark(ctx: Context) -> dict[str, Any]:
+    cfg = ctx.recipe.benchmark
+    ctx.progress.stage(
+        "benchmark",
+        f"original float32 vs result, interleaved, {cfg.num_threads} thread(s), at least "
+        f"{cfg.num_runs} runs each (up to about {2 * cfg.max_secs:.0f} s)",
+    )
+    result = benchmark.compare([ctx.baseline_path, ctx.model_path], cfg)
+    info = result.to_dict()
+    io.write_json(ctx.state.file("benchmark.json"), info, overwrite=True)
+    for row in result.rows:
+        lat = row.latency_us
+        ctx.progress.note(
+            f"{pathlib.Path(row.model).name}: p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us"
+        )
+    return info
+
+
+def run_bundle(ctx: Context) -> dict[str, Any]:
+    cfg = ctx.recipe.bundle
+    ctx.progress.stage("bundle", "manifest with checksums, versions, I/O specs and metrics")
+    metrics = summary_lib.metrics(ctx.summary())
+    with tempfile.TemporaryDirectory(prefix=".bundle-", dir=ctx.state.folder) as tmp:
+        target = pathlib.Path(tmp) / "bundle"
+        result = bundle.export(
+            ctx.model_path,
+            target,
+            labels=list(cfg.labels) if isinstance(cfg.labels, tuple) else cfg.labels,
+            normalization=cfg.normalization,
+            c_array=cfg.c_array,
+            metrics=metrics,
+            recipe=ctx.recipe.to_dict(),
+        )
+        for f in sorted(target.iterdir()):
+            if f.name == "model.tflite":
+                continue  # identical to the file already in place
+            io.atomic_write_bytes(ctx.out / f.name, f.read_bytes(), overwrite=True)
+    return {"files": sorted(result.files)}
+
+
+def run_report(ctx: Context) -> dict[str, Any]:
+    ctx.progress.stage("report", "report.md and report.html with plots")
+    summary = ctx.summary()
+    shutil.rmtree(ctx.out / "plots", ignore_errors=True)
+    result = report.render(summary, ctx.out, overwrite=True)
+    io.write_json(ctx.state.file("summary.json"), summary.to_dict(), overwrite=True)
+    return {"files": [str(p) for p in result.files]}
+
+
+# -- the table -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One row of the pipeline: run it, or restore it from an earlier run's checkpoint.
+
+    `wanted(recipe)` says whether the recipe asks for the stage at all.
+    """
+
+    name: str
+    run: Callable[[Context], dict[str, Any]]
+    restore: Callable[[Context], None] = lambda ctx: None
+    wanted: Callable[[config_lib.Recipe], bool] = lambda recipe: True
+
+
+def _technique_stage(t: Technique) -> Stage:
+    return Stage(
+        t.name,
+        run=lambda ctx: _run_technique(ctx, t),
+        restore=lambda ctx: _restore_technique(ctx, t),
+        wanted=lambda recipe: getattr(recipe, t.name) is not None,
+    )
+
+
+TABLE = (
+    Stage("baseline", run_baseline),
+    *(_technique_stage(t) for t in TECHNIQUES),
+    Stage("convert", run_convert, restore=_restore_convert),
+    Stage("evaluate", run_evaluate),
+    Stage("benchmark", run_benchmark, wanted=lambda recipe: recipe.benchmark is not None),
+    Stage("bundle", run_bundle),
+    Stage("report", run_report),
+)
+BY_NAME = {s.name: s for s in TABLE}
+
+
+def restore(ctx: Context, stage: str) -> None:
+    """Rebuilds what a finished stage left in memory, from its checkpoint files."""
+    BY_NAME[stage].restore(ctx)
+    ctx.progress.stage(stage, "finished in an earlier run; restored from its checkpoint")

@@ -1,0 +1,106 @@
+"""The summary every output of a run is made from: the report, manifest.json, the result.
+
+Built from what the finished stages recorded in the state file, so a resumed run
+summarizes exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekit import __version__, _compat, report
+from edgekit import config as config_lib
+
+
+def build(
+    recipe: config_lib.Recipe,
+    model: Any,
+    finished: dict[str, dict[str, Any]],
+    reports: dict[str, Any],
+) -> report.Summary:
+    """Every figure of the run, as `edgekit.report.render` takes it.
+
+    Args:
+      recipe: the recipe as run.
+      model: the original Keras model (for its name).
+      finished: each finished stage's record (`State.finished`).
+      reports: each training stage's report, by stage name.
+    """
+    base = finished.get("baseline", {})
+    conv = finished.get("convert", {})
+    ev = finished.get("evaluate", {})
+    bench = finished.get("benchmark")
+    original: dict[str, Any] = {
+        "name": "original (float32 .tflite)",
+        "size_bytes": base.get("size_bytes"),
+        "gzip_size_bytes": base.get("gzip_size_bytes"),
+        "accuracy": base.get("accuracy"),
+        "keras_accuracy": base.get("keras_accuracy"),
+        "params": base.get("params"),
+    }
+    result: dict[str, Any] = {
+        "name": f"result ({recipe.convert.mode.value} .tflite)",
+        "size_bytes": conv.get("size_bytes"),
+        "gzip_size_bytes": conv.get("gzip_size_bytes"),
+        "accuracy": ev.get("accuracy"),
+        "keras_accuracy": ev.get("reference_accuracy"),
+        "parity": ev.get("parity"),
+    }
+    latency_samples = {}
+    how = None
+    if bench:
+        rows = bench.get("rows", [])
+        for key, target, row in zip(("original", "result"), (original, result), rows, strict=False):
+            for field in ("latency_us", "peak_rss_mb", "init_ms", "memory"):
+                target[field] = row.get(field)
+            if row.get("samples_us"):
+                latency_samples[key] = row["samples_us"]
+        cfg = bench.get("config", {})
+        how = (
+            f"{cfg.get('num_threads')} thread(s), XNNPack {'on' if cfg.get('use_xnnpack') else 'off'}, "
+            f"models interleaved in one process, {rows[0].get('num_runs') if rows else '?'}+ runs each "
+            f"after {cfg.get('warmup_runs')}+ warm-up runs ({cfg.get('warmup_min_secs')} s)"
+        )
+    ratios: dict[str, Any] = {}
+    if original["size_bytes"] and result["size_bytes"]:
+        ratios["size"] = result["size_bytes"] / original["size_bytes"]
+        ratios["gzip_size"] = result["gzip_size_bytes"] / original["gzip_size_bytes"]
+    if original["accuracy"] is not None and result["accuracy"] is not None:
+        ratios["accuracy_drop_points"] = 100 * (original["accuracy"] - result["accuracy"])
+    if bench and bench.get("ratios"):
+        ratios["latency"] = (
+            bench["ratios"][-1] if isinstance(bench["ratios"], list) else bench["ratios"]
+        )
+    return report.Summary(
+        title=f"edgekit run: {recipe.name}",
+        model_name=getattr(model, "name", "model"),
+        recipe=recipe.to_dict(),
+        environment={
+            **(bench.get("environment", {}) if bench else {}),
+            "versions": _compat.versions(),
+            "edgekit": __version__,
+        },
+        measured_how=report.MeasuredHow(
+            accuracy=f"top-1 on {ev.get('num_samples', '?')} held-out samples",
+            latency=how,
+            size="bytes of the .tflite file; gzip -9",
+        ),
+        original=report.ModelFigures(**original),
+        result=report.ModelFigures(**result),
+        ratios=report.Ratios(**ratios),
+        stages=dict(reports),
+        sparsity_per_layer=tuple(
+            report.LayerSparsity.from_dict(row) for row in ev.get("sparsity_per_layer", [])
+        ),
+        quant_error_per_layer=tuple(
+            report.LayerQuantError.from_dict(row) for row in ev.get("quant_error_per_layer", [])
+        ),
+        latency_samples_us=latency_samples,
+        notes=tuple(n for n in (ev.get("quant_error_note"),) if n),
+    )
+
+
+def metrics(summary: report.Summary) -> dict[str, Any]:
+    """The figures manifest.json records: original, result and their ratios."""
+    s = summary.to_dict()
+    return {"original": s["original"], "result": s["result"], "ratios": s["ratios"]}
