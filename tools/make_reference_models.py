@@ -31,7 +31,7 @@ REFERENCE_MODES = (
     ("float32", ConvertConfig(mode="float32")),
     ("dynamic", ConvertConfig(mode="dynamic")),
     ("float16", ConvertConfig(mode="float16")),
-    ("int8", ConvertConfig(mode="int8")),
+    ("int8", ConvertConfig(mode="int8", choose_granularity=False)),  # per-channel
 )
 
 
@@ -39,13 +39,13 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from edgekit import datasets
-    from edgekit.datasets import showcase
+    from edgekit.report import modes
 
     out = pathlib.Path(_OUTPUT_DIR.value)
     out.mkdir(parents=True, exist_ok=True)
     model, info = datasets.train_example_model(seed=0)
     (x_train, _), (x_test, y_test) = datasets.load_digits()
-    rows = showcase.convert_all_modes(
+    rows = modes.convert_all_modes(
         model,
         x_train,
         x_test,
@@ -73,7 +73,7 @@ on {platform.machine()} with TensorFlow {versions.get("tensorflow")}, LiteRT
 {versions.get("ai-edge-litert")}; `tests/test_reference_models.py` checks that every file
 loads, runs and matches its row.
 
-{showcase.markdown_table(rows)}
+{modes.markdown_table(rows)}
 
 Sizes are the `.tflite` file; gzip is `gzip -9`. The int8 file keeps per-channel
 scales (float32) and zero points (int64) for every conv channel, for weights and
@@ -82,7 +82,7 @@ biases: about 36 KB here, which is why it lands above the textbook 25% of float3
 accuracy on this model).
 """
     io.atomic_write_text(out / "README.md", text, overwrite=_OVERWRITE.value)
-    _common.print_table(showcase.table_rows(rows), showcase.TABLE_HEADERS)
+    _common.print_table(modes.table_rows(rows), modes.TABLE_HEADERS)
     print(f"wrote {len(rows)} models, README.md and models.json to {out}")
 
 

@@ -95,6 +95,7 @@ _OUTPUT_DIR = flags.DEFINE_string(
 
 def _run_example() -> None:
     from edgekit.datasets import showcase
+    from edgekit.report import modes
 
     _common.require(
         "output_dir",
@@ -109,7 +110,7 @@ def _run_example() -> None:
     from edgekit.datasets import load_digits
 
     (x_train, _), (x_test, y_test) = load_digits()
-    rows = showcase.convert_all_modes(
+    rows = modes.convert_all_modes(
         written["model"],
         x_train,
         x_test,
@@ -118,7 +119,7 @@ def _run_example() -> None:
         overwrite=_OVERWRITE.value,
     )
     print(f"\nEvery mode on {len(x_test)} test images (parity = .tflite vs the Keras model):\n")
-    _common.print_table(showcase.table_rows(rows), showcase.TABLE_HEADERS)
+    _common.print_table(modes.table_rows(rows), modes.TABLE_HEADERS)
     summary = pathlib.Path(_OUTPUT_DIR.value) / "conversions.json"
     from edgekit import io
 

@@ -95,8 +95,9 @@ class ModelFigures:
     gzip_size_bytes: float | None = None
     accuracy: float | None = None
     keras_accuracy: float | None = None
-    params: int | None = dataclasses.field(default=None, metadata=_OPTIONAL)
-    parity: Mapping[str, Any] | None = dataclasses.field(default=None, metadata=_OPTIONAL)
+    # Always written, null when unknown (the summary's keys before the typed schema).
+    params: int | None = None
+    parity: Mapping[str, Any] | None = None
     latency_us: Mapping[str, float] | None = dataclasses.field(default=None, metadata=_OPTIONAL)
     peak_rss_mb: float | None = dataclasses.field(default=None, metadata=_OPTIONAL)
     init_ms: float | None = dataclasses.field(default=None, metadata=_OPTIONAL)
