@@ -1,9 +1,9 @@
 """Tests for the Keras 3 <-> tf_keras bridge (edgekit.optimize.keras3).
 
-Tolerances: both sides run the same float32 TensorFlow kernels; only the order of
-a few operations differs (fused batch norm, hard-sigmoid as (x + 3) * 1/6), a few
-ulps per layer, so 1e-5 on softmax outputs and small activations is the bridge's
-own promise (TOLERANCE), not a loosened one.
+Tolerances: both sides run the same float32 TensorFlow kernels in the same order
+(the bridge keeps batch norm unfused and hard-sigmoid as relu6(x + 3) / 6, as Keras
+3 runs them), so 1e-5 on outputs of order one is the bridge's own promise
+(TOLERANCE), not a loosened one.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ NEUTRAL: dict[str, Any] = {
 }
 
 # Keys that choose how a result is computed, never what: dropped whatever the value.
-HOW_NOT_WHAT = {"implementation"}
+HOW_NOT_WHAT = {"implementation", "fused"}
 
 # Keras 3 name -> tf_keras name of the same argument.
 RENAMES_TO_TF_KERAS = {"LeakyReLU": {"negative_slope": "alpha"}}

@@ -14,10 +14,10 @@ import numpy as np
 
 from edgekit import _compat, errors
 
-# Same float32 TensorFlow kernels on both sides; what differs is the order of a few
-# operations (Keras 3 runs batch norm as separate ops, tf_keras as one fused op;
-# hard-sigmoid as x/6 + 1/2 or (x + 3) * 1/6), a few float32 ulps per layer. Seen
-# at most 2e-7 on the keras.applications models (benchmarks/keras3_bridge.py).
+# Both sides run the same float32 TensorFlow kernels in the same order (batch norm
+# unfused, hard-sigmoid as relu6(x + 3) / 6), so the keras.applications models of
+# benchmarks/keras3_bridge.py match exactly; 1e-5 leaves room for kernels that
+# TensorFlow may pick differently by graph (a few float32 ulps per layer).
 TOLERANCE = 1e-5
 
 

@@ -6,8 +6,8 @@ each `keras.ops` call the TensorFlow op that tf_keras records as a `TFOpLambda`,
 each nested model a nested tf_keras model, and a shared layer stays one shared
 layer. Activations that tf_keras lacks or defines differently (Keras 3's
 `hard_sigmoid` is relu6(x + 3) / 6, tf_keras's is 0.2x + 0.5) are built the way
-tf_keras's own MobileNetV3 builds them, from `ReLU(6)`, an add, a multiply and a
-`Multiply` layer. Weights are copied last, checked by name and shape.
+tf_keras's own MobileNetV3 builds them, from `ReLU(6)`, an add, a divide and a
+`Multiply` layer. Batch norms run unfused, as Keras 3 runs them. Weights are copied last, checked by name and shape.
 """
 
 from __future__ import annotations
@@ -97,7 +97,8 @@ class Forward:
 
             def hard_sigmoid(x: Any) -> Any:
                 shifted = tf.math.add(x, 3.0, name=self.unique(f"{base}_add"))
-                return tf.math.multiply(relu(shifted), 1.0 / 6.0, name=self.unique(base))
+                # relu6(x + 3) / 6, the ops Keras 3 runs (a divide, not * 1/6).
+                return tf.math.truediv(relu(shifted), 6.0, name=self.unique(base))
 
             return hard_sigmoid
         if act in ("hard_silu", "hard_swish"):
@@ -175,6 +176,10 @@ class Forward:
                 config["recurrent_activation"], recurrent=True
             )
         config = configs.translate_layer_config(cls_name, config, cls, self.side)
+        if cls_name == "BatchNormalization":
+            # Keras 3 runs tf.nn.batch_normalization; tf_keras's fused kernel orders
+            # the arithmetic differently, and a small variance amplifies the difference.
+            config["fused"] = False
         new = cls.from_config(config)
         self.pairs.append((layer, new))
         return Built(new, after)
