@@ -131,6 +131,19 @@ def test_nested_functional_and_shared_layers_stay_shared(keras, tf_keras):
     assert len(mine.weights) == len(model.weights) == len(generic.weights)
 
 
+def test_more_layer_types_round_trip(keras):
+    keras.utils.set_random_seed(4)
+    layers = keras.layers
+    norm = layers.Normalization(name="norm")
+    norm.adapt(np.random.default_rng(1).random((32, 8, 8, 3), dtype=np.float32) * 5.0)
+    x = keras.Input((8, 8, 3))
+    h = layers.SeparableConv2D(6, 3, activation="elu", name="sep")(norm(x))
+    h = layers.LayerNormalization(name="ln")(layers.PReLU(name="prelu")(h))
+    h = layers.Conv2DTranspose(4, 3, strides=2, name="up")(layers.LeakyReLU(0.1)(h))
+    out = layers.Dense(2, activation="hard_sigmoid")(layers.GlobalMaxPooling2D()(h))
+    _round_trip(keras.Model(x, out), _sample((8, 8, 3), scale=5.0))
+
+
 def test_dtype_policy_is_kept(keras, tf_keras):
     x = keras.Input((6,))
     h = keras.layers.Dense(4, dtype="mixed_float16", name="half")(x)

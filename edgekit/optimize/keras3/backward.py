@@ -115,7 +115,7 @@ class Backward:
                     self.layers[key] = self._new_layer(layer)
                 except configs.Unmappable as e:
                     raise _refuse(layer, e) from None
-                except (TypeError, ValueError) as e:
+                except (TypeError, ValueError, AttributeError, KeyError) as e:
                     raise _refuse(
                         layer, configs.Unmappable(f"Keras 3 refused its config: {e}")
                     ) from None
@@ -133,7 +133,9 @@ class Backward:
                 "strip the model (edgekit.optimize returns stripped models)",
             )
         if cls_name == "Lambda":
-            return self.keras.layers.Lambda(layer.function, name=layer.name)
+            return self.keras.layers.Lambda(
+                layer.function, arguments=dict(layer.arguments or {}), name=layer.name
+            )
         config = plain(layer.get_config())
         if cls_name == "BatchNormalization" and isinstance(config.get("axis"), list):
             if len(config["axis"]) != 1:

@@ -39,6 +39,8 @@ NEUTRAL: dict[str, Any] = {
     "ragged": False,
     "sparse": False,
     "groups": 1,
+    "use_gate": False,
+    "sliding_window": None,
     "input_length": None,
     "time_major": False,
     "dynamic": False,
@@ -46,6 +48,13 @@ NEUTRAL: dict[str, Any] = {
 
 # Keys that choose how a result is computed, never what: dropped whatever the value.
 HOW_NOT_WHAT = {"implementation", "fused"}
+
+# Keys a class inherits but never uses (tf_keras's separable convolutions keep the
+# base convolution's kernel_* settings; their kernels are depthwise_* and pointwise_*).
+UNUSED = {
+    cls: {"kernel_initializer", "kernel_regularizer", "kernel_constraint"}
+    for cls in ("SeparableConv1D", "SeparableConv2D")
+}
 
 # Keras 3 name -> tf_keras name of the same argument.
 RENAMES_TO_TF_KERAS = {"LeakyReLU": {"negative_slope": "alpha"}}
@@ -168,6 +177,8 @@ def _translate_keys(
             out[key] = value
         elif (key in NEUTRAL and value == NEUTRAL[key]) or key in HOW_NOT_WHAT:
             continue
+        elif key in UNUSED.get(cls_name, ()):
+            continue
         else:
             raise Unmappable(
                 f"its {what} setting {key}={value!r} has no equivalent in {side.name}",
@@ -181,6 +192,19 @@ def translate_layer_config(
 ) -> dict[str, Any]:
     """The config of the `side` layer class equal to a layer of the other Keras."""
     config = dict(config)
+    if isinstance(config.get("layer"), dict) or isinstance(config.get("forward_layer"), dict):
+        raise Unmappable(
+            "wrapper layers (a layer inside a layer's config) are not translated",
+            "apply the inner layer directly (for example Dense on the last axis instead "
+            "of TimeDistributed(Dense)), or train this model with Keras 3 itself",
+        )
+    if cls_name.startswith("Random"):
+        raise Unmappable(
+            "random augmentation layers behave differently in training and inference in "
+            "the two Kerases",
+            "remove augmentation layers from the model you optimize; augment the data "
+            "instead (they do nothing at inference)",
+        )
     if "dtype" in config:
         config["dtype"] = dtype_name(config["dtype"])
     for key, value in list(config.items()):

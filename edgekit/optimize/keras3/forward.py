@@ -134,7 +134,7 @@ class Forward:
                 built = self._new_layer(layer)
             except configs.Unmappable as e:
                 raise self.refuse(layer, e) from None
-            except (TypeError, ValueError) as e:
+            except (TypeError, ValueError, AttributeError, KeyError) as e:
                 raise self.refuse(
                     layer, configs.Unmappable(f"tf_keras refused its config: {e}")
                 ) from None
@@ -157,7 +157,10 @@ class Forward:
                     "if you trust the model, pass safe_mode=False "
                     "(--allow_unsafe_deserialization), or replace the Lambda with layers",
                 )
-            return Built(self.tf_keras.layers.Lambda(layer.function, name=layer.name))
+            lam = self.tf_keras.layers.Lambda(
+                layer.function, arguments=dict(layer.arguments or {}), name=layer.name
+            )
+            return Built(lam)
         if cls_name == "Activation":
             act, expand = self.activation(config["activation"])
             if expand:
@@ -259,7 +262,7 @@ class Forward:
             try:
                 out = built.layer(*args, **kwargs) if built.layer is not None else args[0]
                 return built.after(out) if built.after is not None else out
-            except (TypeError, ValueError) as e:
+            except (TypeError, ValueError, AttributeError, KeyError) as e:
                 raise self.refuse(
                     op, configs.Unmappable(f"tf_keras could not call it: {e}")
                 ) from None
@@ -268,7 +271,7 @@ class Forward:
             return ops.forward(op, args, kwargs, name=self.unique(op.name))
         except configs.Unmappable as e:
             raise self.refuse(op, e) from None
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, AttributeError, KeyError) as e:
             raise self.refuse(
                 op, configs.Unmappable(f"TensorFlow refused its arguments: {e}")
             ) from None
@@ -325,3 +328,5 @@ def copy_arrays(
         ordered.append(value)
     for w, value in zip(targets, ordered, strict=True):
         w.assign(value)
+    if hasattr(dst, "finalize_state") and type(dst).__name__ == "Normalization":
+        dst.finalize_state()  # its mean and variance are derived from the copied weights
