@@ -61,7 +61,6 @@ class Forward:
         self.pairs: list[tuple[Any, Any]] = []
         self.expanded: list[str] = []
         self.num_ops = 0
-        self._used: dict[str, int] = {}
 
     # -- errors ------------------------------------------------------------
 
@@ -74,11 +73,6 @@ class Forward:
             "takes any Keras 3 model.) "
             + errors.received(layer=op.name, layer_class=type(op).__name__)
         )
-
-    def unique(self, name: str) -> str:
-        count = self._used.get(name, 0)
-        self._used[name] = count + 1
-        return name if count == 0 else f"{name}_{count}"
 
     # -- activations -------------------------------------------------------
 
@@ -96,9 +90,9 @@ class Forward:
             relu = tfk.layers.ReLU(6.0, name=f"{base}_relu6")
 
             def hard_sigmoid(x: Any) -> Any:
-                shifted = tf.math.add(x, 3.0, name=self.unique(f"{base}_add"))
+                shifted = tf.math.add(x, 3.0)  # no name=: see ops.forward
                 # relu6(x + 3) / 6, the ops Keras 3 runs (a divide, not * 1/6).
-                return tf.math.truediv(relu(shifted), 6.0, name=self.unique(base))
+                return tf.math.truediv(relu(shifted), 6.0)
 
             return hard_sigmoid
         if act in ("hard_silu", "hard_swish"):
@@ -268,7 +262,7 @@ class Forward:
                 ) from None
         self.num_ops += 1
         try:
-            return ops.forward(op, args, kwargs, name=self.unique(op.name))
+            return ops.forward(op, args, kwargs)
         except configs.Unmappable as e:
             raise self.refuse(op, e) from None
         except (TypeError, ValueError, AttributeError, KeyError) as e:

@@ -52,8 +52,11 @@ def _tf_binary() -> dict[str, Callable[..., Any]]:
     }
 
 
-def forward(op: Any, args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Any:
+def forward(op: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Applies the TensorFlow function equal to the Keras 3 op `op` on tf_keras tensors.
+
+    No `name=` is passed: tf_keras records it as an argument of the op layer, and
+    edgekit's QAT rewrites recognise `x + c` only without one.
 
     Raises:
       configs.Unmappable: an op this table does not know, or unusual arguments.
@@ -71,9 +74,9 @@ def forward(op: Any, args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -
         raise configs.Unmappable(f"the op {cls} is called with keyword arguments {sorted(kwargs)}")
     unary, binary = _tf_unary(), _tf_binary()
     if cls in unary and len(args) == 1 and not attrs:
-        return unary[cls](args[0], name=name)
+        return unary[cls](args[0])
     if cls in binary and len(args) == 2 and not attrs:
-        return binary[cls](args[0], args[1], name=name)
+        return binary[cls](args[0], args[1])
     (x, *rest) = args
     if cls in ("Mean", "Sum", "Max", "Min") and not rest and attrs.get("initial") is None:
         fn = {
@@ -82,26 +85,26 @@ def forward(op: Any, args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -
             "Max": tf.math.reduce_max,
             "Min": tf.math.reduce_min,
         }[cls]
-        return fn(x, axis=attrs.get("axis"), keepdims=bool(attrs.get("keepdims")), name=name)
+        return fn(x, axis=attrs.get("axis"), keepdims=bool(attrs.get("keepdims")))
     if cls == "Reshape" and not rest:
-        return tf.reshape(x, list(attrs["newshape"]), name=name)
+        return tf.reshape(x, list(attrs["newshape"]))
     if cls == "Transpose" and not rest:
         axes = attrs.get("axes")
-        return tf.transpose(x, perm=None if axes is None else list(axes), name=name)
+        return tf.transpose(x, perm=None if axes is None else list(axes))
     if cls == "Concatenate" and not rest:
-        return tf.concat(list(x), axis=attrs.get("axis", 0), name=name)
+        return tf.concat(list(x), axis=attrs.get("axis", 0))
     if cls == "Squeeze" and not rest:
-        return tf.squeeze(x, axis=attrs.get("axis"), name=name)
+        return tf.squeeze(x, axis=attrs.get("axis"))
     if cls == "ExpandDims" and not rest:
-        return tf.expand_dims(x, axis=attrs["axis"], name=name)
+        return tf.expand_dims(x, axis=attrs["axis"])
     if cls == "Clip" and not rest:
-        return tf.clip_by_value(x, attrs["x_min"], attrs["x_max"], name=name)
+        return tf.clip_by_value(x, attrs["x_min"], attrs["x_max"])
     if cls == "Cast" and not rest:
-        return tf.cast(x, configs.dtype_name(attrs["dtype"]), name=name)
+        return tf.cast(x, configs.dtype_name(attrs["dtype"]))
     if cls == "Softmax" and not rest:
-        return tf.nn.softmax(x, axis=attrs.get("axis", -1), name=name)
+        return tf.nn.softmax(x, axis=attrs.get("axis", -1))
     if cls == "Gelu" and not rest:
-        return tf.nn.gelu(x, approximate=bool(attrs.get("approximate")), name=name)
+        return tf.nn.gelu(x, approximate=bool(attrs.get("approximate")))
     if cls == "GetItem" and len(rest) == 1:
         return x[rest[0]]
     raise configs.Unmappable(
