@@ -167,6 +167,15 @@ def test_check_equivalence_refuses_a_different_model(keras):
         bridge.check_equivalence(a, b, _sample((8, 8, 3)))
 
 
+def test_wrapped_tf_keras_model_is_refused_on_the_way_back(keras):
+    tfmot = _compat.tfmot()
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+    tfk, _ = bridge.to_tf_keras(model)
+    wrapped = tfmot.sparsity.keras.prune_low_magnitude(tfk)
+    with pytest.raises(errors.UserInputError, match="TF-MOT wrappers"):
+        bridge.to_keras3(wrapped, like=model)
+
+
 def test_tf_keras_model_passes_through(tiny_model):
     bridged = bridge.bridge_in(tiny_model)
     assert bridged.model is tiny_model and bridged.report is None

@@ -169,6 +169,18 @@ def to_keras3(
         raise errors.UserInputError(
             "to_keras3 takes a tf_keras model. " + errors.received(model=type(model).__name__)
         )
+    wrapped = [
+        layer.name
+        for layer in backward.iter_layers(model, keras=_compat.tf_keras())
+        if type(layer).__module__.startswith("tensorflow_model_optimization")
+    ]
+    if wrapped:
+        raise errors.UserInputError(
+            f"The tf_keras model still holds TF-MOT wrappers ({wrapped[:5]}); Keras 3 has no "
+            "such layers. Strip them first (edgekit's prune and cluster return stripped "
+            "models). A QAT model stays tf_keras: its deliverable is the int8 .tflite. "
+            + errors.received(wrapped_layers=wrapped[:5])
+        )
     bridge = backward.Backward()
     if like is not None:
         result = backward.from_like(model, like)
