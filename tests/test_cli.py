@@ -173,6 +173,8 @@ def test_evaluate_bad_inputs(workdir, tmp_path):
 # them), exit 2. edgekit-recipes needs no flag.
 REQUIRED = {
     "edgekit-example": "--output_dir is required.",
+    "edgekit-serve": "--bundle is required.",
+    "edgekit-quantize": "--model, --scheme and --output are required.",
     "edgekit-convert": "--model and --output are required (or pass --example --output_dir=DIR).",
     "edgekit-evaluate": "--model and --data are required.",
     "edgekit-benchmark": "--model is required (or pass --compare=a.tflite,b.tflite).",

@@ -92,12 +92,6 @@ def main(argv: Sequence[str]) -> None:
     from edgekit.config import ConvertConfig
     from edgekit.convert import litert_quantizer, selective
 
-    if not _MODEL.value or not _OUTPUT.value or not _SCHEME.value:
-        raise errors.UserInputError(
-            "edgekit-quantize needs --model=FLOAT.tflite, --scheme=SCHEME and "
-            "--output=OUT.tflite. "
-            + errors.received(model=_MODEL.value, scheme=_SCHEME.value, output=_OUTPUT.value)
-        )
     selective_mode = _MAX_DROP.value is not None or _MIN_COSINE.value is not None
     if (selective_mode or _INTEGER_ONLY.value) and not _EVAL.value:
         raise errors.UserInputError(
@@ -203,7 +197,7 @@ def _print_selective(sel: dict) -> None:
 
 
 def run() -> None:
-    _common.run(main)
+    _common.run(main, required=("model", "scheme", "output"))
 
 
 if __name__ == "__main__":

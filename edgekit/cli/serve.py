@@ -76,9 +76,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    _common.run(main)
+    _common.run(main, required=("bundle",))
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("bundle")
     run()
