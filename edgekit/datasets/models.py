@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import _compat
+from edgekit import __version__, _compat, errors, io
 from edgekit.datasets import digits
 
 # (filters, stride) of the depthwise-separable blocks at width 1.0.
@@ -50,8 +50,6 @@ def build_example_model(*, width: float = 1.0, seed: int = 0, num_classes: int =
       probabilities.
     """
     if not width > 0:
-        from edgekit import errors
-
         raise errors.UserInputError(
             "width must be > 0 (1.0 is the full model). " + errors.received(width=width)
         )
@@ -169,8 +167,6 @@ def example_model(*, width: float = 1.0, seed: int = 0) -> tuple[Any, dict[str, 
     Returns:
       (model, info) as `train_example_model` returns them.
     """
-    from edgekit import __version__, io
-
     key = json.dumps(
         {"v": __version__, "w": width, "s": seed, "t": EXAMPLE_TRAINING}, sort_keys=True
     )

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgekit import io
+from edgekit.datasets import digits, models
 
 
 def write_example(output_dir: str | os.PathLike, *, overwrite: bool = False) -> dict[str, Any]:
@@ -21,15 +22,13 @@ def write_example(output_dir: str | os.PathLike, *, overwrite: bool = False) -> 
     Returns:
       The training info (test accuracy, seconds, parameters) and the written paths.
     """
-    from edgekit import datasets
-
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("train.npz", "test.npz", "model.keras")}
     for p in paths.values():
         io.check_output_path(p, overwrite=overwrite)
-    (x_train, y_train), (x_test, y_test) = datasets.load_digits()
-    model, info = datasets.example_model()
+    (x_train, y_train), (x_test, y_test) = digits.load_digits()
+    model, info = models.example_model()
     for name, (x, y) in (("train.npz", (x_train, y_train)), ("test.npz", (x_test, y_test))):
         with io.atomic_path(paths[name], overwrite=overwrite) as tmp:
             with open(tmp, "wb") as f:
