@@ -10,7 +10,8 @@ import pytest
 from conftest import make_tiny_model, run_cli
 
 from edgekit import _compat, config, errors
-from edgekit.optimize import _fit, distill
+from edgekit.optimize import distill
+from edgekit.optimize import layers as layers_lib
 
 _FIT = config.FitConfig(epochs=1, batch_size=16, learning_rate=1e-3)
 
@@ -147,7 +148,7 @@ def test_student_split_keeps_outputs_and_exposes_logits():
 
 def test_distill_trains_a_copy_and_freezes_the_teacher():
     teacher, student = _model(), _model(1, width=4)
-    t_before, s_before = _fit.weights_snapshot(teacher), _fit.weights_snapshot(student)
+    t_before, s_before = layers_lib.weights_snapshot(teacher), layers_lib.weights_snapshot(student)
     x, y = _data()
     out, report = distill.distill(teacher, student, config.DistillConfig(), (x, y), fit=_FIT)
     assert _same(t_before, teacher.get_weights()), "the teacher changed"

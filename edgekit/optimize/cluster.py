@@ -24,7 +24,10 @@ from typing import Any
 
 from edgekit import _compat, errors
 from edgekit import config as config_lib
-from edgekit.optimize import _fit, _report
+from edgekit.optimize import fit as fit_lib
+from edgekit.optimize import layers as layers_lib
+from edgekit.optimize import reports
+from edgekit.optimize import strategy as strategy_lib
 
 # Fine-tuning measured on the bundled example: 16 clusters with 2 epochs at 1e-4
 # kept 99.2% test accuracy (the float model has 98.9%).
@@ -47,7 +50,7 @@ def _registry() -> Any:
 
 def _weights_per_cluster_group(layer: Any, per_channel: bool) -> int:
     tf_keras = _compat.tf_keras()
-    kernel = _report.kernel_of(layer)
+    kernel = layers_lib.kernel_of(layer)
     if kernel is None:
         return 0
     if per_channel and isinstance(layer, tf_keras.layers.Conv2D):
@@ -81,7 +84,7 @@ def cluster(
     *,
     fit: config_lib.FitConfig | None = None,
     val_data: Any = None,
-) -> tuple[Any, _report.ClusterReport]:
+) -> tuple[Any, reports.ClusterReport]:
     """Clusters and fine-tunes a copy of `model`; returns it stripped, with a report.
 
     Args:
@@ -108,15 +111,17 @@ def cluster(
     from edgekit import io
 
     fit = fit or DEFAULT_FIT
-    _fit.get_strategy(fit.strategy)  # before any TensorFlow op (multi_worker needs it)
+    strategy_lib.get_strategy(fit.strategy)  # before any TensorFlow op (multi_worker needs it)
     model = io.load_model(model)
-    _fit.check_functional(model, what="Clustering")
+    layers_lib.check_functional(model, what="Clustering")
     tfmot = _compat.tfmot()
-    x, y = _fit.as_arrays(data)
-    _fit.check_data_fits(model, x)
+    x, y = fit_lib.as_arrays(data)
+    fit_lib.check_data_fits(model, x)
     if val_data is not None:
-        _fit.check_data_fits(model, _fit.as_arrays(val_data, what="val_data")[0], what="val_data")
-    selected, skipped = _fit.select_layers(
+        fit_lib.check_data_fits(
+            model, fit_lib.as_arrays(val_data, what="val_data")[0], what="val_data"
+        )
+    selected, skipped = layers_lib.select_layers(
         model,
         layers=config.layers,
         exclude_layers=config.exclude_layers,
@@ -178,17 +183,17 @@ def cluster(
         )
 
     def build() -> Any:
-        return _fit.wrap_layers(_fit.clone(model), selected, wrap)
+        return layers_lib.wrap_layers(layers_lib.clone(model), selected, wrap)
 
     callbacks: list[Any] = []
     if fit.log_dir:
         callbacks.append(tfmot.clustering.keras.ClusteringSummaries(log_dir=fit.log_dir))
-    trained, fit_report = _fit.fine_tune(
+    trained, fit_report = fit_lib.fine_tune(
         build, (x, y), fit=fit, val_data=val_data, callbacks=callbacks
     )
-    stripped = _fit.unshare(tfmot.clustering.keras.strip_clustering(trained))
-    layers = _report.measure_layers(stripped, selected)
-    report = _report.ClusterReport(
+    stripped = layers_lib.unshare(tfmot.clustering.keras.strip_clustering(trained))
+    layers = reports.measure_layers(stripped, selected)
+    report = reports.ClusterReport(
         technique="cluster",
         config=config.to_dict(),
         num_clusters=config.num_clusters,

@@ -43,7 +43,10 @@ import numpy as np
 
 from edgekit import _compat, errors, io
 from edgekit import config as config_lib
-from edgekit.optimize import _fit, _report
+from edgekit.optimize import fit as fit_lib
+from edgekit.optimize import layers as layers_lib
+from edgekit.optimize import reports
+from edgekit.optimize import strategy as strategy_lib
 
 _WHAT = "Distillation"
 _MEMORY_CACHE: OrderedDict[str, list[np.ndarray]] = OrderedDict()
@@ -52,7 +55,7 @@ _SCALED = ("filters", "units")  # config keys that hold a layer's width
 
 
 @dataclasses.dataclass(frozen=True)
-class DistillReport(_report._Report):
+class DistillReport(reports.Report):
     """What distillation did, and the accuracies it measured.
 
     Attributes:
@@ -92,8 +95,8 @@ class DistillReport(_report._Report):
     float_accuracy: float | None
     prune: Any
     qat: Any
-    fit: _fit.FitReport
-    qat_fit: _fit.FitReport | None = None
+    fit: fit_lib.FitReport
+    qat_fit: fit_lib.FitReport | None = None
 
 
 # ----------------------------------------------------------------------------
@@ -130,7 +133,7 @@ def thinner_copy(teacher: Any, width: float, *, seed: int = 0) -> Any:
             "width must be a number in (0, 1]: 0.5 halves every conv and dense width "
             "(about a quarter of the parameters). " + errors.received(width=width)
         )
-    _fit.check_functional(teacher, what="Building a thinner student")
+    layers_lib.check_functional(teacher, what="Building a thinner student")
     if any(isinstance(layer, tf_keras.Model) for layer in teacher.layers):
         raise errors.UserInputError(
             "width:F cannot scale a model that holds nested models. Pass a student model "
@@ -217,7 +220,7 @@ def _split_softmax(model: Any) -> tuple[Any, str, str]:
     if act == "softmax" and type(last).__name__ in ("Softmax", "Activation"):
         return model, last.input._keras_history.layer.name, "pre-softmax"
     if act == "softmax" and len(last._inbound_nodes) == 1:
-        own = _fit.clone(model)
+        own = layers_lib.clone(model)
         old = own.get_layer(last.name)
         cfg = {**old.get_config(), "activation": "linear", "name": f"{last.name}_logits"}
         linear = type(old).from_config(cfg)
@@ -487,7 +490,7 @@ def _phase(
     alpha: float,
     fit: config_lib.FitConfig,
     callbacks: list[Any],
-) -> tuple[Any, _fit.FitReport]:
+) -> tuple[Any, fit_lib.FitReport]:
     """Trains a student (built in the strategy scope) on packed targets; returns it."""
     cfg = plan.config
     has_feats = bool(plan.pairs)
@@ -505,11 +508,11 @@ def _phase(
         holder["student"] = build_student()
         return _train_model(holder["student"], plan)
 
-    steps, total = _fit.plan_steps(len(packed[0]), fit)
+    steps, total = fit_lib.plan_steps(len(packed[0]), fit)
     all_callbacks = list(callbacks)
     if cfg.decay_learning_rate:
         all_callbacks.append(_cosine_callback(fit.learning_rate, total))
-    _, report = _fit.fine_tune(
+    _, report = fit_lib.fine_tune(
         build,
         packed,
         fit=fit,
@@ -539,9 +542,9 @@ def _read(data: Any, *, what: str) -> tuple[np.ndarray, np.ndarray | None]:
         loaded = data_lib.load(data)
         x, y = loaded.x, loaded.y
     if y is None:
-        x, _ = _fit.as_arrays((x, np.zeros(len(np.asarray(x)))), what=what)
+        x, _ = fit_lib.as_arrays((x, np.zeros(len(np.asarray(x)))), what=what)
         return x, None
-    return _fit.as_arrays((x, y), what=what)
+    return fit_lib.as_arrays((x, y), what=what)
 
 
 def _class_ids(y: np.ndarray, num_classes: int, *, what: str) -> np.ndarray:
@@ -736,15 +739,15 @@ def distill(
             f"{_WHAT} needs training inputs: (x, y), x alone, a Dataset or a path. "
             + errors.received(data=None)
         )
-    _fit.get_strategy(fit.strategy)  # before any TensorFlow op (multi_worker needs it)
+    strategy_lib.get_strategy(fit.strategy)  # before any TensorFlow op (multi_worker needs it)
     teacher = io.load_model(teacher)
-    _fit.check_functional(teacher, what=_WHAT)
+    layers_lib.check_functional(teacher, what=_WHAT)
     student = resolve_student(student, teacher, seed=fit.seed or 0)
-    _fit.check_functional(student, what=_WHAT)
+    layers_lib.check_functional(student, what=_WHAT)
     _check_models(teacher, student, config)
     num_classes = int(teacher.output_shape[-1])
     x, y = _read(data, what="data")
-    _fit.check_data_fits(student, x)
+    fit_lib.check_data_fits(student, x)
     y = None if y is None else _class_ids(y, num_classes, what="data")
     if y is not None and not np.any(y >= 0):
         y = None
@@ -756,7 +759,7 @@ def distill(
                 "val_data measures accuracy and needs labels. "
                 + errors.received(val_data=type(val_data).__name__)
             )
-        _fit.check_data_fits(student, vx, what="val_data")
+        fit_lib.check_data_fits(student, vx, what="val_data")
         val = (vx, _class_ids(vy, num_classes, what="val_data"))
     if baseline and y is None:
         raise errors.UserInputError(
@@ -771,9 +774,9 @@ def distill(
 
     # Every run takes its steps from the data it was given (before mixing), so the
     # labels-only baseline and the distilled student get the same budget.
-    steps = _fit.plan_steps(len(x), fit)[0]
+    steps = fit_lib.plan_steps(len(x), fit)[0]
     fit = dataclasses.replace(fit, steps_per_epoch=steps)
-    qat_fit = dataclasses.replace(qat_fit, steps_per_epoch=_fit.plan_steps(len(x), qat_fit)[0])
+    qat_fit = dataclasses.replace(qat_fit, steps_per_epoch=fit_lib.plan_steps(len(x), qat_fit)[0])
     x_all, y_all = x, y
     if config.mixed_inputs:
         x_all = np.concatenate([x, mix_inputs(x, config.mixed_inputs, seed=fit.seed or 0)])
@@ -862,7 +865,7 @@ def _train(
     val_packed: Any,
     fit: config_lib.FitConfig,
     qat_fit: config_lib.FitConfig,
-) -> tuple[Any, Any, Any, _fit.FitReport, _fit.FitReport | None, Any]:
+) -> tuple[Any, Any, Any, fit_lib.FitReport, fit_lib.FitReport | None, Any]:
     """Distills (while pruning, when asked), then distills during QAT (when asked).
 
     Batch-norm statistics are recalibrated on the inputs the student trained on,
@@ -871,11 +874,11 @@ def _train(
     """
     tfmot = _compat.tfmot() if (prune is not None or qat is not None) else None
     callbacks: list[Any] = []
-    build = lambda: _fit.clone(split)  # noqa: E731
+    build = lambda: layers_lib.clone(split)  # noqa: E731
     if prune is not None:
         from edgekit.optimize import prune as prune_lib
 
-        selected, skipped = _fit.select_layers(
+        selected, skipped = layers_lib.select_layers(
             split,
             layers=prune.layers,
             exclude_layers=prune.exclude_layers,
@@ -890,7 +893,7 @@ def _train(
                 "No layer of the student is left to prune; loosen the pruning selection. "
                 + errors.received(skipped=[s.name for s in skipped][:10])
             )
-        schedule = prune_lib.plan_schedule(prune, _fit.plan_steps(len(packed[0]), fit)[1])
+        schedule = prune_lib.plan_schedule(prune, fit_lib.plan_steps(len(packed[0]), fit)[1])
         params: dict[str, Any] = {"pruning_schedule": prune_lib._schedule(schedule)}
         if prune.m_by_n is not None:
             params["sparsity_m_by_n"] = tuple(prune.m_by_n)
@@ -898,8 +901,8 @@ def _train(
             params["block_size"] = tuple(prune.block_size)
 
         def build() -> Any:
-            return _fit.wrap_layers(
-                _fit.clone(split),
+            return layers_lib.wrap_layers(
+                layers_lib.clone(split),
                 selected,
                 lambda layer: tfmot.sparsity.keras.prune_low_magnitude(layer, **params),
             )
@@ -914,26 +917,26 @@ def _train(
     prune_report = None
     if prune is not None:
         trained = tfmot.sparsity.keras.strip_pruning(trained)
-        layers = _report.measure_layers(trained, selected)
-        prune_report = _report.PruneReport(
+        layers = reports.measure_layers(trained, selected)
+        prune_report = reports.PruneReport(
             technique="prune",
             config=prune.to_dict(),
             schedule=schedule,
             target_sparsity=schedule["target_sparsity"],
-            achieved_sparsity=_report.overall_sparsity(layers),
-            model_sparsity=_report.overall_sparsity(layers, compressed_only=False),
+            achieved_sparsity=reports.overall_sparsity(layers),
+            model_sparsity=reports.overall_sparsity(layers, compressed_only=False),
             layers=tuple(layers),
             skipped=tuple(skipped),
             fit=fit_report,
         )
-    trained = _fit.unshare(trained)
+    trained = layers_lib.unshare(trained)
     if plan.config.recalibrate_batch_norm:
         recalibrate_batch_norm(trained, packed[0])
     if qat is None:
         return trained, prune_report, None, fit_report, None, trained
     from edgekit.optimize import qat as qat_lib
 
-    before = {s.name: s for s in _report.measure_layers(trained, ())}
+    before = {s.name: s for s in reports.measure_layers(trained, ())}
     annotated, decisions, rewrites = qat_lib.prepare(trained, qat)
 
     def build_qat() -> Any:

@@ -33,7 +33,10 @@ import numpy as np
 
 from edgekit import _compat, errors
 from edgekit import config as config_lib
-from edgekit.optimize import _fit, _report
+from edgekit.optimize import fit as fit_lib
+from edgekit.optimize import layers as layers_lib
+from edgekit.optimize import reports
+from edgekit.optimize import strategy as strategy_lib
 
 # Fine-tuning that keeps accuracy, measured on the bundled example (see
 # benchmarks/prune_cluster_accuracy.py): 80% sparsity kept 99.4% test accuracy with
@@ -135,7 +138,7 @@ def _supports(config: config_lib.PruneConfig) -> Any:
         if policy is not None and not policy.allow_pruning(layer):
             return "not a 1x1 Conv2D (xnnpack_policy prunes only those)"
         if tuple(config.block_size) != (1, 1):
-            kernel = _report.kernel_of(layer)
+            kernel = layers_lib.kernel_of(layer)
             if kernel is None or kernel.ndim != 2:
                 return "block_size applies to 2-D kernels only (Dense), as TF-MOT implements it"
         if config.m_by_n is not None:
@@ -156,7 +159,7 @@ def prune(
     *,
     fit: config_lib.FitConfig | None = None,
     val_data: Any = None,
-) -> tuple[Any, _report.PruneReport]:
+) -> tuple[Any, reports.PruneReport]:
     """Prunes and fine-tunes a copy of `model`; returns it stripped, with a report.
 
     Args:
@@ -184,14 +187,16 @@ def prune(
     from edgekit import io
 
     fit = fit or DEFAULT_FIT
-    _fit.get_strategy(fit.strategy)  # before any TensorFlow op (multi_worker needs it)
+    strategy_lib.get_strategy(fit.strategy)  # before any TensorFlow op (multi_worker needs it)
     model = io.load_model(model)
-    _fit.check_functional(model, what="Pruning")
+    layers_lib.check_functional(model, what="Pruning")
     tfmot = _compat.tfmot()
-    x, y = _fit.as_arrays(data)
-    _fit.check_data_fits(model, x)
+    x, y = fit_lib.as_arrays(data)
+    fit_lib.check_data_fits(model, x)
     if val_data is not None:
-        _fit.check_data_fits(model, _fit.as_arrays(val_data, what="val_data")[0], what="val_data")
+        fit_lib.check_data_fits(
+            model, fit_lib.as_arrays(val_data, what="val_data")[0], what="val_data"
+        )
     if config.xnnpack_policy:
         try:
             tfmot.sparsity.keras.PruneForLatencyOnXNNPack().ensure_model_supports_pruning(model)
@@ -202,7 +207,7 @@ def prune(
                 "channels) and a GlobalAveragePooling2D head; prune without xnnpack_policy. "
                 + errors.received(xnnpack_policy=True)
             ) from None
-    selected, skipped = _fit.select_layers(
+    selected, skipped = layers_lib.select_layers(
         model,
         layers=config.layers,
         exclude_layers=config.exclude_layers,
@@ -219,7 +224,7 @@ def prune(
             "(layers, exclude_layers, layer_types, skip_types, skip_first, skip_last). "
             + errors.received(num_candidates=len(skipped))
         )
-    _, total_steps = _fit.plan_steps(len(x), fit)
+    _, total_steps = fit_lib.plan_steps(len(x), fit)
     plan = plan_schedule(config, total_steps)
     params: dict[str, Any] = {"pruning_schedule": _schedule(plan)}
     if config.m_by_n is not None:
@@ -228,26 +233,26 @@ def prune(
         params["block_size"] = tuple(config.block_size)
 
     def build() -> Any:
-        own = _fit.clone(model)
-        return _fit.wrap_layers(
+        own = layers_lib.clone(model)
+        return layers_lib.wrap_layers(
             own, selected, lambda layer: tfmot.sparsity.keras.prune_low_magnitude(layer, **params)
         )
 
     callbacks: list[Any] = [tfmot.sparsity.keras.UpdatePruningStep()]
     if fit.log_dir:
         callbacks.append(tfmot.sparsity.keras.PruningSummaries(log_dir=fit.log_dir))
-    trained, fit_report = _fit.fine_tune(
+    trained, fit_report = fit_lib.fine_tune(
         build, (x, y), fit=fit, val_data=val_data, callbacks=callbacks
     )
-    stripped = _fit.unshare(tfmot.sparsity.keras.strip_pruning(trained))
-    layers = _report.measure_layers(stripped, selected)
-    report = _report.PruneReport(
+    stripped = layers_lib.unshare(tfmot.sparsity.keras.strip_pruning(trained))
+    layers = reports.measure_layers(stripped, selected)
+    report = reports.PruneReport(
         technique="prune",
         config=config.to_dict(),
         schedule=plan,
         target_sparsity=plan["target_sparsity"],
-        achieved_sparsity=_report.overall_sparsity(layers),
-        model_sparsity=_report.overall_sparsity(layers, compressed_only=False),
+        achieved_sparsity=reports.overall_sparsity(layers),
+        model_sparsity=reports.overall_sparsity(layers, compressed_only=False),
         layers=tuple(layers),
         skipped=tuple(skipped),
         fit=fit_report,

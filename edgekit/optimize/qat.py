@@ -31,7 +31,9 @@ import numpy as np
 
 from edgekit import _compat, errors
 from edgekit import config as config_lib
-from edgekit.optimize import _fit, _qat_rewrite, _report
+from edgekit.optimize import _qat_rewrite, losses, reports
+from edgekit.optimize import fit as fit_lib
+from edgekit.optimize import layers as layers_lib
 
 _WHAT = "Quantization-aware training"
 
@@ -77,7 +79,7 @@ class LayerDecision:
 
 
 @dataclasses.dataclass(frozen=True)
-class QATReport(_report._Report):
+class QATReport(reports.Report):
     """What quantization-aware training did.
 
     Attributes:
@@ -105,7 +107,7 @@ class QATReport(_report._Report):
     sparsity_before: float
     sparsity_after: float
     weights: tuple[dict[str, Any], ...]
-    fit: _fit.FitReport | None
+    fit: fit_lib.FitReport | None
 
     def float_layers(self) -> list[LayerDecision]:
         """The layers left float."""
@@ -261,8 +263,8 @@ def prepare(
     """
     config = config or config_lib.QATConfig()
     tfmot = _compat.tfmot()
-    _fit.check_functional(model, what=_WHAT)
-    owned = _fit.clone(model)
+    layers_lib.check_functional(model, what=_WHAT)
+    owned = layers_lib.clone(model)
     rewrites: list[_qat_rewrite.Rewrite] = []
     if config.rewrite_ops:
         owned, rewrites = _qat_rewrite.rewrite_ops(owned)
@@ -277,7 +279,7 @@ def prepare(
         return annotate(layer) if qc is None else annotate(layer, quantize_config=qc)
 
     with tfmot.quantization.keras.quantize_scope():
-        annotated = _fit.wrap_layers(owned, list(chosen), wrap)
+        annotated = layers_lib.wrap_layers(owned, list(chosen), wrap)
     by_name = {r.name: r for r in rewrites}
     decisions = [
         dataclasses.replace(d, reason=f"{d.reason}; rewritten from {by_name[d.name].op}")
@@ -425,14 +427,14 @@ def quantize_aware(
             f"{_WHAT} fine-tunes the model and needs labelled data: (x, y) arrays, an "
             "edgekit.data.Dataset or an .npz path. " + errors.received(data=None)
         )
-    _fit.check_functional(model, what=_WHAT)
-    x, y = _fit.as_arrays(data)
-    _fit.check_data_fits(model, x)
+    layers_lib.check_functional(model, what=_WHAT)
+    x, y = fit_lib.as_arrays(data)
+    fit_lib.check_data_fits(model, x)
     if val_data is not None:
-        val_x, val_y = _fit.as_arrays(val_data, what="val_data")
-        _fit.check_data_fits(model, val_x, what="val_data")
+        val_x, val_y = fit_lib.as_arrays(val_data, what="val_data")
+        fit_lib.check_data_fits(model, val_x, what="val_data")
         val_data = (val_x, val_y)
-    before = {s.name: s for s in _report.measure_layers(model, ())}
+    before = {s.name: s for s in reports.measure_layers(model, ())}
     annotated, decisions, rewrites = prepare(model, config)
 
     def build() -> Any:
@@ -443,8 +445,8 @@ def quantize_aware(
 
     # The loss is chosen from the caller's model: inside a QAT wrapper the output
     # activation is hidden, and a softmax output would be read as logits.
-    loss, _, _, metrics = _fit.choose_loss(model, y)
-    trained, fit_report = _fit.fine_tune(
+    loss, _, _, metrics = losses.choose_loss(model, y)
+    trained, fit_report = fit_lib.fine_tune(
         build, (x, y), fit=fit, val_data=val_data, loss=loss, metrics=metrics
     )
     return _finish(trained, config, decisions, rewrites, before, fit_report, fit)
@@ -455,8 +457,8 @@ def _finish(
     config: config_lib.QATConfig,
     decisions: list[LayerDecision],
     rewrites: list[_qat_rewrite.Rewrite],
-    before: dict[str, _report.LayerStats],
-    fit_report: _fit.FitReport | None,
+    before: dict[str, reports.LayerStats],
+    fit_report: fit_lib.FitReport | None,
     fit: config_lib.FitConfig,
 ) -> tuple[Any, QATReport]:
     from edgekit.optimize import _qat_configs
@@ -473,7 +475,7 @@ def _finish(
     weights = quantized_weights(final)
     # Compare like with like: the input model's zeros in the kernels QAT quantized.
     same = [before[r["name"]] for r in weights if r["name"] in before]
-    sparsity_before = _report.overall_sparsity(same, compressed_only=False)
+    sparsity_before = reports.overall_sparsity(same, compressed_only=False)
     report = QATReport(
         technique="qat",
         config=config.to_dict(),
