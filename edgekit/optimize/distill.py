@@ -45,7 +45,9 @@ from edgekit import _compat, errors, io
 from edgekit import config as config_lib
 from edgekit.optimize import fit as fit_lib
 from edgekit.optimize import layers as layers_lib
-from edgekit.optimize import reports
+from edgekit.optimize import prune as prune_lib
+from edgekit.optimize import qat as qat_lib
+from edgekit.optimize import reports, technique
 from edgekit.optimize import strategy as strategy_lib
 
 _WHAT = "Distillation"
@@ -481,47 +483,85 @@ def _train_model(student: Any, plan: _Plan) -> Any:
     return tf_keras.Model(student.inputs, packed, name="distiller")
 
 
+class Distillation:
+    """Distillation as a technique (`edgekit.optimize.technique`) around another one.
+
+    `build()` builds the inner technique's student (a plain copy, a pruning-wrapped
+    or a QAT copy) and puts it under the distiller's outputs (logits and projected
+    features, packed); `callbacks()` adds the cosine learning-rate decay to the inner
+    ones; `finish()` hands the trained student to the inner technique's `finish`.
+    `loss()` and `metrics()` are what the driver compiles with; `fit_report` is the
+    fine-tuning report once `finish` ran (the inner report is what `finish` returns).
+    """
+
+    def __init__(
+        self,
+        inner: technique.Technique,
+        plan: _Plan,
+        *,
+        alpha: float,
+        fit: config_lib.FitConfig,
+        num_samples: int,
+    ) -> None:
+        self.inner = inner
+        self.plan = plan
+        self.alpha = alpha
+        self.learning_rate = fit.learning_rate
+        self.total_steps = fit_lib.plan_steps(num_samples, fit)[1]
+        self.student: Any = None
+        self.fit_report: fit_lib.FitReport | None = None
+
+    def build(self) -> Any:
+        self.student = self.inner.build()
+        return _train_model(self.student, self.plan)
+
+    def callbacks(self) -> list[Any]:
+        out = list(self.inner.callbacks())
+        if self.plan.config.decay_learning_rate:
+            out.append(_cosine_callback(self.learning_rate, self.total_steps))
+        return out
+
+    def finish(self, trained: Any, fit_report: fit_lib.FitReport | None) -> tuple[Any, Any]:
+        del trained  # the distiller; the student inside it is what the inner technique takes
+        self.fit_report = fit_report
+        return self.inner.finish(self.student, fit_report)
+
+    def loss(self) -> Any:
+        plan, cfg = self.plan, self.plan.config
+        has_feats = bool(plan.pairs)
+        return _loss(
+            plan.num_classes,
+            [math.prod(s) for s in plan.teacher_shapes] if has_feats else [],
+            temperature=cfg.temperature,
+            w_soft=self.alpha if plan.has_labels else 1.0,
+            w_hard=(1.0 - self.alpha) if plan.has_labels else 0.0,
+            w_feat=cfg.feature_weight if has_feats else 0.0,
+        )
+
+    def metrics(self) -> list[Any]:
+        return _metrics(self.plan.num_classes, self.plan.has_labels)
+
+
 def _phase(
-    build_student: Any,
+    inner: technique.Technique,
     plan: _Plan,
     packed: tuple[np.ndarray, np.ndarray],
     val_packed: Any,
     *,
     alpha: float,
     fit: config_lib.FitConfig,
-    callbacks: list[Any],
-) -> tuple[Any, fit_lib.FitReport]:
-    """Trains a student (built in the strategy scope) on packed targets; returns it."""
-    cfg = plan.config
-    has_feats = bool(plan.pairs)
-    loss = _loss(
-        plan.num_classes,
-        [math.prod(s) for s in plan.teacher_shapes] if has_feats else [],
-        temperature=cfg.temperature,
-        w_soft=alpha if plan.has_labels else 1.0,
-        w_hard=(1.0 - alpha) if plan.has_labels else 0.0,
-        w_feat=cfg.feature_weight if has_feats else 0.0,
-    )
-    holder: dict[str, Any] = {}
-
-    def build() -> Any:
-        holder["student"] = build_student()
-        return _train_model(holder["student"], plan)
-
-    steps, total = fit_lib.plan_steps(len(packed[0]), fit)
-    all_callbacks = list(callbacks)
-    if cfg.decay_learning_rate:
-        all_callbacks.append(_cosine_callback(fit.learning_rate, total))
-    _, report = fit_lib.fine_tune(
-        build,
+) -> tuple[Any, Any, fit_lib.FitReport | None]:
+    """Trains `inner`'s student on packed targets; returns (model, inner report, fit report)."""
+    distillation = Distillation(inner, plan, alpha=alpha, fit=fit, num_samples=len(packed[0]))
+    model, report = technique.run(
+        distillation,
         packed,
         fit=fit,
         val_data=val_packed,
-        callbacks=all_callbacks,
-        loss=loss,
-        metrics=_metrics(plan.num_classes, plan.has_labels),
+        loss=distillation.loss(),
+        metrics=distillation.metrics(),
     )
-    return holder["student"], report
+    return model, report, distillation.fit_report
 
 
 # ----------------------------------------------------------------------------
@@ -872,83 +912,22 @@ def _train(
     mixed ones included: its weights adapted to those batch statistics (measured:
     calibrating on the given inputs alone cost 1-2 points with mixed_inputs=5).
     """
-    tfmot = _compat.tfmot() if (prune is not None or qat is not None) else None
-    callbacks: list[Any] = []
-    build = lambda: layers_lib.clone(split)  # noqa: E731
+    student: technique.Technique = technique.Plain(split)
     if prune is not None:
-        from edgekit.optimize import prune as prune_lib
-
-        selected, skipped = layers_lib.select_layers(
-            split,
-            layers=prune.layers,
-            exclude_layers=prune.exclude_layers,
-            layer_types=prune.layer_types,
-            skip_types=prune.skip_types,
-            skip_first=prune.skip_first,
-            skip_last=prune.skip_last,
-            supports=prune_lib._supports(prune),
-        )
-        if not selected:
-            raise errors.UserInputError(
-                "No layer of the student is left to prune; loosen the pruning selection. "
-                + errors.received(skipped=[s.name for s in skipped][:10])
-            )
-        schedule = prune_lib.plan_schedule(prune, fit_lib.plan_steps(len(packed[0]), fit)[1])
-        params: dict[str, Any] = {"pruning_schedule": prune_lib._schedule(schedule)}
-        if prune.m_by_n is not None:
-            params["sparsity_m_by_n"] = tuple(prune.m_by_n)
-        if tuple(prune.block_size) != (1, 1):
-            params["block_size"] = tuple(prune.block_size)
-
-        def build() -> Any:
-            return layers_lib.wrap_layers(
-                layers_lib.clone(split),
-                selected,
-                lambda layer: tfmot.sparsity.keras.prune_low_magnitude(layer, **params),
-            )
-
-        callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
+        total_steps = fit_lib.plan_steps(len(packed[0]), fit)[1]
+        student = prune_lib.Pruning(split, prune, total_steps=total_steps)
     # Until recalibration, the moving batch-norm statistics of a student trained from
     # scratch are mostly their initial guess: per-epoch validation would show chance.
     float_val = None if plan.config.recalibrate_batch_norm else val_packed
-    trained, fit_report = _phase(
-        build, plan, packed, float_val, alpha=alpha, fit=fit, callbacks=callbacks
+    trained, prune_report, fit_report = _phase(
+        student, plan, packed, float_val, alpha=alpha, fit=fit
     )
-    prune_report = None
-    if prune is not None:
-        trained = tfmot.sparsity.keras.strip_pruning(trained)
-        layers = reports.measure_layers(trained, selected)
-        prune_report = reports.PruneReport(
-            technique="prune",
-            config=prune.to_dict(),
-            schedule=schedule,
-            target_sparsity=schedule["target_sparsity"],
-            achieved_sparsity=reports.overall_sparsity(layers),
-            model_sparsity=reports.overall_sparsity(layers, compressed_only=False),
-            layers=tuple(layers),
-            skipped=tuple(skipped),
-            fit=fit_report,
-        )
-    trained = layers_lib.unshare(trained)
     if plan.config.recalibrate_batch_norm:
         recalibrate_batch_norm(trained, packed[0])
     if qat is None:
         return trained, prune_report, None, fit_report, None, trained
-    from edgekit.optimize import qat as qat_lib
-
-    before = {s.name: s for s in reports.measure_layers(trained, ())}
-    annotated, decisions, rewrites = qat_lib.prepare(trained, qat)
-
-    def build_qat() -> Any:
-        model = qat_lib.apply(annotated, qat.preserve)
-        if qat.init_ranges:
-            qat_lib.init_ranges(model, packed[0])
-        return model
-
-    qat_trained, qat_fit_report = _phase(
-        build_qat, plan, packed, val_packed, alpha=alpha, fit=qat_fit, callbacks=[]
-    )
-    final, qat_report = qat_lib._finish(
-        qat_trained, qat, decisions, rewrites, before, qat_fit_report, qat_fit
+    quantization = qat_lib.QuantizationAware(trained, qat, packed[0], strategy=qat_fit.strategy)
+    final, qat_report, qat_fit_report = _phase(
+        quantization, plan, packed, val_packed, alpha=alpha, fit=qat_fit
     )
     return final, prune_report, qat_report, fit_report, qat_fit_report, trained
