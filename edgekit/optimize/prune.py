@@ -276,12 +276,11 @@ def prune(
 def _time_invoke(data: bytes, *, runs: int, num_threads: int, use_xnnpack: bool) -> float:
     lite = runtime.LiteModel(data, num_threads=num_threads, use_xnnpack=use_xnnpack)
     rng = np.random.default_rng(0)
-    if lite.dynamic_batch:
-        lite._resize(1)
-    feeds = []
-    for spec in lite.inputs:
-        shape = [1 if d == -1 else d for d in spec.shape_signature]
-        feeds.append(lite.quantize(rng.random(shape, dtype=np.float32), spec))
+    shapes = [[1 if d == -1 else d for d in spec.shape_signature] for spec in lite.inputs]
+    samples = [rng.random(shape, dtype=np.float32) for shape in shapes]
+    # One predict call sets a dynamic batch to 1 (its first warm-up call, too).
+    lite.predict(samples[0] if len(samples) == 1 else samples)
+    feeds = [lite.quantize(x, spec) for x, spec in zip(samples, lite.inputs, strict=True)]
     for _ in range(5):
         lite.invoke(feeds)
     times = []

@@ -53,65 +53,11 @@ _OUTPUT_ONLY_TYPES = (
 # output its own range and conversion then fails ("violate the same scale constraint").
 _SAME_SCALE_TYPES = ("AveragePooling1D", "AveragePooling2D")
 
-QUANTIZED = "quantized"
-FLOAT = "float"
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerDecision:
-    """What QAT did with one layer, and why.
-
-    Attributes:
-      name: layer name (after any rewrite).
-      type: layer class name.
-      status: "quantized" (fake-quantized in training, int8 after conversion) or
-        "float" (trained in float; the int8 converter calibrates its range).
-      reason: why.
-    """
-
-    name: str
-    type: str
-    status: str
-    reason: str
-
-    def to_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class QATReport(reports.Report):
-    """What quantization-aware training did.
-
-    Attributes:
-      technique: "qat".
-      config: the `QATConfig` as a dict.
-      preserve: what the scheme kept ("none", "sparsity", "clusters", "both").
-      layers: every layer, quantized or float, with the reason.
-      num_quantized: layers with a quantize config.
-      num_float: layers left float.
-      rewrites: op layers rewritten into built-in layers.
-      sparsity_before: zeros over kernel weights of the input model's kernels.
-      sparsity_after: zeros over the fake-quantized kernel weights after training
-        (what the int8 file holds).
-      weights: per-layer zeros and unique values of the fake-quantized kernels.
-      fit: the fine-tuning report.
-    """
-
-    technique: str
-    config: dict[str, Any]
-    preserve: str
-    layers: tuple[LayerDecision, ...]
-    num_quantized: int
-    num_float: int
-    rewrites: tuple[_qat_rewrite.Rewrite, ...]
-    sparsity_before: float
-    sparsity_after: float
-    weights: tuple[dict[str, Any], ...]
-    fit: fit_lib.FitReport | None
-
-    def float_layers(self) -> list[LayerDecision]:
-        """The layers left float."""
-        return [d for d in self.layers if d.status == FLOAT]
+# The report classes live with the other techniques' reports; these names stay here.
+QUANTIZED = reports.QUANTIZED
+FLOAT = reports.FLOAT
+LayerDecision = reports.LayerDecision
+QATReport = reports.QATReport
 
 
 # ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgekit import io
+from edgekit.optimize import _qat_rewrite
 from edgekit.optimize import fit as fit_lib
 from edgekit.optimize import layers as layers_lib
 
@@ -170,3 +171,67 @@ class ClusterReport(Report):
     layers: tuple[LayerStats, ...]
     skipped: tuple[layers_lib.Skipped, ...]
     fit: fit_lib.FitReport
+
+
+# ----------------------------------------------------------------------------
+# Quantization-aware training
+
+QUANTIZED = "quantized"
+FLOAT = "float"
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerDecision:
+    """What QAT did with one layer, and why.
+
+    Attributes:
+      name: layer name (after any rewrite).
+      type: layer class name.
+      status: "quantized" (fake-quantized in training, int8 after conversion) or
+        "float" (trained in float; the int8 converter calibrates its range).
+      reason: why.
+    """
+
+    name: str
+    type: str
+    status: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class QATReport(Report):
+    """What quantization-aware training did.
+
+    Attributes:
+      technique: "qat".
+      config: the `QATConfig` as a dict.
+      preserve: what the scheme kept ("none", "sparsity", "clusters", "both").
+      layers: every layer, quantized or float, with the reason.
+      num_quantized: layers with a quantize config.
+      num_float: layers left float.
+      rewrites: op layers rewritten into built-in layers.
+      sparsity_before: zeros over kernel weights of the input model's kernels.
+      sparsity_after: zeros over the fake-quantized kernel weights after training
+        (what the int8 file holds).
+      weights: per-layer zeros and unique values of the fake-quantized kernels.
+      fit: the fine-tuning report.
+    """
+
+    technique: str
+    config: dict[str, Any]
+    preserve: str
+    layers: tuple[LayerDecision, ...]
+    num_quantized: int
+    num_float: int
+    rewrites: tuple[_qat_rewrite.Rewrite, ...]
+    sparsity_before: float
+    sparsity_after: float
+    weights: tuple[dict[str, Any], ...]
+    fit: fit_lib.FitReport | None
+
+    def float_layers(self) -> list[LayerDecision]:
+        """The layers left float."""
+        return [d for d in self.layers if d.status == FLOAT]
