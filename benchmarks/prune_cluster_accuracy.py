@@ -28,7 +28,8 @@ from absl import app, flags
 
 from edgekit import config, convert, datasets, runtime
 from edgekit.cli import _common
-from edgekit.optimize import _fit, cluster, prune
+from edgekit.optimize import cluster, prune
+from edgekit.optimize import layers as layers_lib
 
 _EPOCHS = flags.DEFINE_integer(
     "epochs",
@@ -78,7 +79,7 @@ def main(argv: Sequence[str]) -> None:
             seed=_SEED.value,
         )
 
-    before = _fit.weights_snapshot(model)
+    before = layers_lib.weights_snapshot(model)
     rows = []
     for case in _CASES.value:
         start = time.perf_counter()

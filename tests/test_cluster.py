@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edgekit import _compat, config, errors
-from edgekit.optimize import _fit, cluster, prune
+from edgekit.optimize import cluster, prune
+from edgekit.optimize import layers as layers_lib
 
 
 def _tiny(seed: int = 0):
@@ -41,7 +42,7 @@ def _stats(report):
 @pytest.mark.parametrize("init", ["kmeans++", "linear", "random", "density"])
 def test_every_init_clusters_and_leaves_caller_model_alone(init):
     model = _tiny()
-    before = _fit.weights_snapshot(model)
+    before = layers_lib.weights_snapshot(model)
     stripped, report = cluster.cluster(
         model, config.ClusterConfig(num_clusters=4, init=init), _data(), fit=_FIT
     )
@@ -136,7 +137,9 @@ def test_data_shape_mismatch():
 
 def test_already_wrapped_model():
     tfmot = _compat.tfmot()
-    wrapped = tfmot.clustering.keras.cluster_weights(_fit.clone(_tiny()), number_of_clusters=4)
+    wrapped = tfmot.clustering.keras.cluster_weights(
+        layers_lib.clone(_tiny()), number_of_clusters=4
+    )
     with pytest.raises(errors.UserInputError, match="already wrapped by TF-MOT"):
         cluster.cluster(wrapped, config.ClusterConfig(), _data(), fit=_FIT)
 

@@ -10,7 +10,10 @@ import pytest
 from conftest import make_tiny_model, run_cli
 
 from edgekit import _compat, config, errors
-from edgekit.optimize import _fit, distill
+from edgekit.optimize import distill
+from edgekit.optimize import layers as layers_lib
+from edgekit.optimize.distill import loss as distill_loss
+from edgekit.optimize.distill import student as distill_student
 
 _FIT = config.FitConfig(epochs=1, batch_size=16, learning_rate=1e-3)
 
@@ -101,7 +104,7 @@ def test_loss_is_t_squared_kl_plus_hard_label_ce():
     t, s = rng.normal(size=(5, 4)) * 3, rng.normal(size=(5, 4))
     labels = np.array([0, 1, 2, 3, -1], np.float32)  # the last one unlabelled
     y_true = np.concatenate([labels[:, None], t], axis=1).astype(np.float32)
-    fn = distill._loss(4, [], temperature=3.0, w_soft=0.7, w_hard=0.3, w_feat=0.0)
+    fn = distill_loss.make_loss(4, [], temperature=3.0, w_soft=0.7, w_hard=0.3, w_feat=0.0)
     got = fn(tf.constant(y_true), tf.constant(s, tf.float32)).numpy()
 
     def log_softmax(z):
@@ -135,7 +138,7 @@ def test_teacher_logits_are_the_pre_softmax_values(head):
 def test_student_split_keeps_outputs_and_exposes_logits():
     model = _model()
     x, _ = _data(8)
-    split, name, source = distill._split_softmax(model)
+    split, name, source = distill_student.split_softmax(model)
     assert (name, source) == ("predictions_logits", "pre-softmax")
     assert split.output_names == ["predictions"]
     np.testing.assert_allclose(split.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
@@ -147,7 +150,7 @@ def test_student_split_keeps_outputs_and_exposes_logits():
 
 def test_distill_trains_a_copy_and_freezes_the_teacher():
     teacher, student = _model(), _model(1, width=4)
-    t_before, s_before = _fit.weights_snapshot(teacher), _fit.weights_snapshot(student)
+    t_before, s_before = layers_lib.weights_snapshot(teacher), layers_lib.weights_snapshot(student)
     x, y = _data()
     out, report = distill.distill(teacher, student, config.DistillConfig(), (x, y), fit=_FIT)
     assert _same(t_before, teacher.get_weights()), "the teacher changed"

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from edgekit import _compat, config, errors
-from edgekit.optimize import _fit
+from edgekit.optimize import fit as fit_lib
+from edgekit.optimize import layers as layers_lib
+from edgekit.optimize import strategy as strategy_lib
 
 
 def _tiny(activation: str | None = "softmax"):
@@ -45,22 +47,24 @@ def test_fit_config_validation():
 
 
 def test_fine_tune_counts_steps_and_picks_the_loss():
-    model, report = _fit.fine_tune(
-        lambda: _fit.clone(_tiny()), _data(), fit=config.FitConfig(epochs=2, batch_size=16)
+    model, report = fit_lib.fine_tune(
+        lambda: layers_lib.clone(_tiny()), _data(), fit=config.FitConfig(epochs=2, batch_size=16)
     )
     assert report.total_steps == 8 and report.steps_per_epoch == 4
     assert report.loss == "sparse_categorical_crossentropy" and report.from_logits is False
     assert len(report.history["loss"]) == 2 and report.num_replicas == 1
-    _, report = _fit.fine_tune(
-        lambda: _fit.clone(_tiny(None)), _data(), fit=config.FitConfig(epochs=1, steps_per_epoch=3)
+    _, report = fit_lib.fine_tune(
+        lambda: layers_lib.clone(_tiny(None)),
+        _data(),
+        fit=config.FitConfig(epochs=1, steps_per_epoch=3),
     )
     assert report.from_logits is True and report.total_steps == 3
 
 
 def test_regression_labels_get_mse():
     x, _ = _data()
-    _, report = _fit.fine_tune(
-        lambda: _fit.clone(_tiny(None)),
+    _, report = fit_lib.fine_tune(
+        lambda: layers_lib.clone(_tiny(None)),
         (x, np.random.default_rng(0).random((64, 10)).astype(np.float32)),
         fit=config.FitConfig(epochs=1),
     )
@@ -70,18 +74,18 @@ def test_regression_labels_get_mse():
 def test_labels_outside_the_classes():
     x, y = _data()
     with pytest.raises(errors.UserInputError, match=r"\[0, 10\)"):
-        _fit.fine_tune(lambda: _fit.clone(_tiny()), (x, y + 10), fit=config.FitConfig())
+        fit_lib.fine_tune(lambda: layers_lib.clone(_tiny()), (x, y + 10), fit=config.FitConfig())
 
 
 def test_data_without_labels():
     with pytest.raises(errors.UserInputError, match="labels"):
-        _fit.as_arrays((np.zeros((4, 8, 8, 1)), None))
+        fit_lib.as_arrays((np.zeros((4, 8, 8, 1)), None))
 
 
 def test_check_data_fits():
-    _fit.check_data_fits(_tiny(), np.zeros((2, 8, 8, 1)))
+    fit_lib.check_data_fits(_tiny(), np.zeros((2, 8, 8, 1)))
     with pytest.raises(errors.UserInputError, match=r"sample has shape \[8, 8\]"):
-        _fit.check_data_fits(_tiny(), np.zeros((2, 8, 8)))
+        fit_lib.check_data_fits(_tiny(), np.zeros((2, 8, 8)))
 
 
 def test_clone_is_independent_with_nested_model_and_shared_layer():
@@ -93,17 +97,17 @@ def test_clone_is_independent_with_nested_model_and_shared_layer():
     inputs = layers.Input((4,))
     outputs = shared(inner(shared(inputs)))
     model = tf_keras.Model(inputs, outputs)
-    copy = _fit.clone(model)
+    copy = layers_lib.clone(model)
     x = np.random.default_rng(0).random((3, 4)).astype(np.float32)
     np.testing.assert_allclose(copy.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
-    before = _fit.weights_snapshot(model)
+    before = layers_lib.weights_snapshot(model)
     copy.set_weights([w + 1 for w in copy.get_weights()])
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
     assert len(copy.get_weights()) == len(model.get_weights())  # still shared, not duplicated
 
 
 def test_select_layers_reports_reasons():
-    selected, skipped = _fit.select_layers(
+    selected, skipped = layers_lib.select_layers(
         _tiny(), skip_first=True, exclude_layers="^head$", layer_types=("Dense", "Conv2D")
     )
     assert selected == ["hidden"]
@@ -114,7 +118,7 @@ def test_select_layers_reports_reasons():
 def test_multi_worker_without_tf_config(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(errors.UserInputError, match="TF_CONFIG"):
-        _fit.make_strategy("multi_worker")
+        strategy_lib.make_strategy("multi_worker")
 
 
 # -- strategies, each in fresh processes (device setup must precede TF init) -----

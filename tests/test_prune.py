@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from edgekit import _compat, config, errors
-from edgekit.optimize import _fit, prune
+from edgekit.optimize import layers as layers_lib
+from edgekit.optimize import prune
 
 
 def _tiny(seed: int = 0):
@@ -43,7 +44,7 @@ def _stats(report):
 
 def test_polynomial_reaches_target_and_caller_model_is_unchanged():
     model = _tiny()
-    before = _fit.weights_snapshot(model)
+    before = layers_lib.weights_snapshot(model)
     stripped, report = prune.prune(
         model, config.PruneConfig(target_sparsity=0.5), _data(), fit=_FIT
     )
@@ -144,7 +145,7 @@ def test_nested_model_and_shared_layer():
     x = shared(x)
     outputs = layers.Dense(10, name="head")(x)
     model = tf_keras.Model(inputs, outputs)
-    before = _fit.weights_snapshot(model)
+    before = layers_lib.weights_snapshot(model)
     stripped, report = prune.prune(
         model, config.PruneConfig(target_sparsity=0.5), _data(), fit=_FIT
     )

@@ -173,9 +173,9 @@ def write_outputs(model: Any, report: Any) -> bool:
 
 def start_strategy(fit: FitConfig) -> None:
     """Creates the strategy before anything runs TensorFlow (multi_worker needs that)."""
-    from edgekit.optimize import _fit
+    from edgekit.optimize import strategy
 
-    _fit.get_strategy(fit.strategy)
+    strategy.get_strategy(fit.strategy)
 
 
 def print_layers(report: Any, *, value: str) -> None:

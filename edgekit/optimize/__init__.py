@@ -8,6 +8,21 @@
 Each takes a tf_keras model, fine-tunes a copy (the caller's model is never changed)
 and returns a model ready for `edgekit.convert` with a report. The modules load
 lazily, so importing this package imports neither TensorFlow nor TF-MOT.
+
+How the techniques compose: each one is also a class with the same three steps
+(`technique.Technique`: `build`, `callbacks`, `finish`) — `prune.Pruning`,
+`cluster.Clustering`, `qat.QuantizationAware`, `distill.training.Distillation` —
+and `technique.run` fine-tunes any of them. The modules they share:
+
+    technique.py   the hook and its driver; the set-up prune and cluster share
+    fit.py         the fine-tune loop and its data checks
+    layers.py      model checks, cloning, layer selection, kernel weights
+    losses.py      the loss and optimizer chosen from labels and model
+    strategy.py    tf.distribute strategies (default, mirrored, multi-worker)
+    reports.py     the techniques' report objects, measured on stripped weights
+    distill/       student, teacher targets and cache, loss, inputs, batch norm,
+                   training, and the entry point
+    _qat_rewrite.py, _qat_configs.py   QAT's graph rewrites and quantize configs
 """
 
 from __future__ import annotations
@@ -15,7 +30,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["cluster", "distill", "prune", "qat", "quantize_aware"]
+__all__ = ["cluster", "distill", "prune", "qat", "quantize_aware", "technique"]
 
 
 def __getattr__(name: str) -> Any:
@@ -24,6 +39,6 @@ def __getattr__(name: str) -> Any:
     # only `quantize_aware` is offered here as a function.
     if name == "quantize_aware":
         return importlib.import_module("edgekit.optimize.qat").quantize_aware
-    if name in ("prune", "cluster", "distill", "qat"):
+    if name in ("prune", "cluster", "distill", "qat", "technique"):
         return importlib.import_module(f"edgekit.optimize.{name}")
     raise AttributeError(f"module 'edgekit.optimize' has no attribute {name!r}")

@@ -1,183 +1,23 @@
-"""Report objects of the training-time techniques, measured on stripped weights.
-
-Every report is frozen, has `to_dict()` (JSON-ready) and `save(path, overwrite=False)`.
-
-Example:
-    >>> stripped, report = edgekit.optimize.prune(model, PruneConfig(), (x, y))
-    >>> report.save("prune_report.json")
-"""
+"""Old path of the technique reports; they live in `edgekit.optimize.reports` now."""
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import pathlib
-from collections.abc import Iterable
-from typing import Any
+from edgekit.optimize.layers import kernel_of
+from edgekit.optimize.reports import (
+    ClusterReport,
+    LayerStats,
+    PruneReport,
+    Report,
+    measure_layers,
+    overall_sparsity,
+)
 
-import numpy as np
-
-from edgekit import io
-from edgekit.optimize import _fit
-
-# The weights compression acts on, by layer attribute.
-_KERNEL_ATTRS = ("kernel", "depthwise_kernel", "embeddings")
-
-
-def kernel_of(layer: Any) -> np.ndarray | None:
-    """The layer's main weight tensor as an array (None if it has none)."""
-    for attr in _KERNEL_ATTRS:
-        var = getattr(layer, attr, None)
-        if var is not None and hasattr(var, "numpy"):
-            return np.asarray(var.numpy())
-    return None
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerStats:
-    """One layer's kernel, measured after stripping.
-
-    Attributes:
-      name: layer name.
-      type: layer class name.
-      compressed: whether the technique was applied to this layer.
-      num_weights: number of kernel weights.
-      zeros: how many of them are exactly zero.
-      sparsity: zeros / num_weights.
-      unique_values: distinct kernel values.
-      max_unique_per_channel: the most distinct values in any output channel.
-    """
-
-    name: str
-    type: str
-    compressed: bool
-    num_weights: int
-    zeros: int
-    sparsity: float
-    unique_values: int
-    max_unique_per_channel: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def measure_layers(model: Any, compressed: Iterable[str]) -> list[LayerStats]:
-    """Measures every kernel-owning layer of `model` (nested models included)."""
-    chosen = set(compressed)
-    out = []
-    seen: set[int] = set()
-    for layer in _fit.iter_layers(model):
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        kernel = kernel_of(layer)
-        if kernel is None or kernel.size == 0:
-            continue
-        zeros = int(np.count_nonzero(kernel == 0))
-        if kernel.ndim == 4 and type(layer).__name__ == "DepthwiseConv2D":
-            # (kh, kw, channels, multiplier): the channels are axes 2 and 3 together.
-            per_channel = kernel.reshape(kernel.shape[0] * kernel.shape[1], -1)
-        elif kernel.ndim > 1:
-            per_channel = kernel.reshape(-1, kernel.shape[-1])
-        else:
-            per_channel = kernel[:, None]
-        max_unique = max(len(np.unique(per_channel[:, c])) for c in range(per_channel.shape[1]))
-        out.append(
-            LayerStats(
-                name=layer.name,
-                type=type(layer).__name__,
-                compressed=layer.name in chosen,
-                num_weights=int(kernel.size),
-                zeros=zeros,
-                sparsity=round(zeros / kernel.size, 6),
-                unique_values=int(len(np.unique(kernel))),
-                max_unique_per_channel=int(max_unique),
-            )
-        )
-    return out
-
-
-def overall_sparsity(layers: Iterable[LayerStats], *, compressed_only: bool = True) -> float:
-    """Zeros over weights, summed over the (compressed) layers."""
-    chosen = [s for s in layers if s.compressed or not compressed_only]
-    total = sum(s.num_weights for s in chosen)
-    return round(sum(s.zeros for s in chosen) / total, 6) if total else 0.0
-
-
-class _Report:
-    """Mixin: to_dict and save for the frozen report dataclasses."""
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for field in dataclasses.fields(self):  # type: ignore[arg-type]
-            out[field.name] = _jsonable(getattr(self, field.name))
-        return out
-
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> pathlib.Path:
-        """Writes the report as JSON, atomically; a folder gets `<technique>_report.json`."""
-        p = pathlib.Path(path)
-        if p.is_dir():
-            p = p / f"{getattr(self, 'technique', 'optimize')}_report.json"
-        return io.write_json(p, self.to_dict(), overwrite=overwrite)
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-@dataclasses.dataclass(frozen=True)
-class PruneReport(_Report):
-    """What pruning did, measured on the stripped weights.
-
-    Attributes:
-      technique: "prune".
-      config: the `PruneConfig` as a dict.
-      schedule: the schedule actually used (kind, begin/end step, frequency).
-      target_sparsity: the sparsity asked for (m/n for m-by-n).
-      achieved_sparsity: zeros over weights in the pruned layers' kernels.
-      model_sparsity: zeros over weights in every kernel of the model.
-      layers: per-layer kernel statistics (pruned or not).
-      skipped: candidate layers left alone, with the reason.
-      fit: the fine-tuning report.
-      tflite: dense vs sparse-encoded `.tflite` size and latency, when measured.
-    """
-
-    technique: str
-    config: dict[str, Any]
-    schedule: dict[str, Any]
-    target_sparsity: float
-    achieved_sparsity: float
-    model_sparsity: float
-    layers: tuple[LayerStats, ...]
-    skipped: tuple[_fit.Skipped, ...]
-    fit: _fit.FitReport
-    tflite: dict[str, Any] | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class ClusterReport(_Report):
-    """What clustering did, measured on the stripped weights.
-
-    Attributes:
-      technique: "cluster".
-      config: the `ClusterConfig` as a dict.
-      num_clusters: clusters asked for per tensor (per channel with per_channel).
-      layers: per-layer kernel statistics, unique values included.
-      skipped: candidate layers left alone, with the reason.
-      fit: the fine-tuning report.
-    """
-
-    technique: str
-    config: dict[str, Any]
-    num_clusters: int
-    layers: tuple[LayerStats, ...]
-    skipped: tuple[_fit.Skipped, ...]
-    fit: _fit.FitReport
+__all__ = [
+    "ClusterReport",
+    "LayerStats",
+    "PruneReport",
+    "Report",
+    "kernel_of",
+    "measure_layers",
+    "overall_sparsity",
+]

@@ -10,7 +10,7 @@ left out with the reason in the report; TF-MOT would skip them with only a
 warning. When no layer is left, the error says so.
 
 Example:
-    >>> stripped, report = edgekit.optimize.cluster(
+    >>> stripped, report = edgekit.optimize.cluster.cluster(
     ...     model, ClusterConfig(num_clusters=16), (x_train, y_train),
     ...     fit=FitConfig(epochs=3, learning_rate=1e-4))
     >>> max(s.unique_values for s in report.layers if s.compressed)
@@ -20,11 +20,14 @@ Example:
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 from edgekit import _compat, errors
 from edgekit import config as config_lib
-from edgekit.optimize import _fit, _report
+from edgekit.optimize import fit as fit_lib
+from edgekit.optimize import layers as layers_lib
+from edgekit.optimize import reports, technique
 
 # Fine-tuning measured on the bundled example: 16 clusters with 2 epochs at 1e-4
 # kept 99.2% test accuracy (the float model has 98.9%).
@@ -47,7 +50,7 @@ def _registry() -> Any:
 
 def _weights_per_cluster_group(layer: Any, per_channel: bool) -> int:
     tf_keras = _compat.tf_keras()
-    kernel = _report.kernel_of(layer)
+    kernel = layers_lib.kernel_of(layer)
     if kernel is None:
         return 0
     if per_channel and isinstance(layer, tf_keras.layers.Conv2D):
@@ -55,11 +58,12 @@ def _weights_per_cluster_group(layer: Any, per_channel: bool) -> int:
     return int(kernel.size)
 
 
-def _supports(config: config_lib.ClusterConfig) -> Any:
+def supports(config: config_lib.ClusterConfig) -> Callable[[Any], str | None]:
+    """The per-layer check for `layers.select_layers`: None, or why a layer is left out."""
     registry = _registry().ClusteringRegistry
     clusterable = _compat.tfmot().clustering.keras.ClusterableLayer
 
-    def supports(layer: Any) -> str | None:
+    def check(layer: Any) -> str | None:
         if not (isinstance(layer, clusterable) or registry.supports(layer)):
             return f"TF-MOT cannot cluster {type(layer).__name__} layers"
         count = _weights_per_cluster_group(layer, config.per_channel)
@@ -71,7 +75,105 @@ def _supports(config: config_lib.ClusterConfig) -> Any:
             )
         return None
 
-    return supports
+    return check
+
+
+class Clustering:
+    """Weight clustering as a technique (`edgekit.optimize.technique`).
+
+    Set up on a model (it is not changed): selects the layers with more weights than
+    clusters. `build()` wraps a fresh copy, `callbacks()` adds TF-MOT's summaries when
+    there is a log_dir, and `finish()` strips the wrappers and counts every kernel's
+    unique values.
+
+    Raises:
+      UserInputError: no layer with more weights than clusters is left.
+    """
+
+    def __init__(
+        self, model: Any, config: config_lib.ClusterConfig, *, log_dir: str | None = None
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.log_dir = log_dir
+        self.selected, self.skipped = technique.select_or_raise(
+            model,
+            config,
+            supports(config),
+            verb="cluster",
+            hint=self._hint,
+            received=errors.received(
+                num_clusters=config.num_clusters, per_channel=config.per_channel
+            ),
+        )
+
+    def _hint(self, skipped: list[layers_lib.Skipped]) -> str:
+        too_small = [s.name for s in skipped if "num_clusters" in s.reason]
+        if not too_small:
+            return ""
+        return (
+            f"num_clusters={self.config.num_clusters} is not smaller than the weights of "
+            f"{too_small[:6]}: lower num_clusters"
+            + (" or turn per_channel off" if self.config.per_channel else "")
+            + ". "
+        )
+
+    def _wrap(self, layer: Any) -> Any:
+        config = self.config
+        tfmot = _compat.tfmot()
+        centroids = tfmot.clustering.keras.CentroidInitialization[
+            _INIT_NAMES[config_lib.ClusterInit(config.init)]
+        ]
+        if isinstance(layer, _compat.tf_keras().layers.Conv2D):
+            # TF-MOT's own check counts channels from the last trainable weight, which
+            # is the kernel when the conv has no bias, and then silently leaves the
+            # layer unclustered. The size check of `supports` is the right one; wrap
+            # directly.
+            wrapper = importlib.import_module(
+                "tensorflow_model_optimization.python.core.clustering.keras.cluster_wrapper"
+            )
+            return wrapper.ClusterWeights(
+                layer,
+                config.num_clusters,
+                centroids,
+                config.preserve_sparsity,
+                config.per_channel,
+            )
+        # preserve_sparsity and cluster_per_channel are only reachable through the
+        # experimental entry point, which the public API package does not re-export.
+        experimental = importlib.import_module(
+            "tensorflow_model_optimization.python.core.clustering.keras.experimental.cluster"
+        )
+        return experimental.cluster_weights(
+            layer,
+            number_of_clusters=config.num_clusters,
+            cluster_centroids_init=centroids,
+            preserve_sparsity=config.preserve_sparsity,
+            cluster_per_channel=config.per_channel,
+        )
+
+    def build(self) -> Any:
+        return layers_lib.wrap_layers(layers_lib.clone(self.model), self.selected, self._wrap)
+
+    def callbacks(self) -> list[Any]:
+        if not self.log_dir:
+            return []
+        return [_compat.tfmot().clustering.keras.ClusteringSummaries(log_dir=self.log_dir)]
+
+    def finish(
+        self, trained: Any, fit_report: fit_lib.FitReport | None
+    ) -> tuple[Any, reports.ClusterReport]:
+        strip = _compat.tfmot().clustering.keras.strip_clustering
+        stripped = layers_lib.unshare(strip(trained))
+        report = reports.ClusterReport(
+            technique="cluster",
+            config=self.config.to_dict(),
+            num_clusters=self.config.num_clusters,
+            layers=tuple(reports.measure_layers(stripped, self.selected)),
+            skipped=tuple(self.skipped),
+            fit=fit_report,
+        )
+        return stripped, report
 
 
 def cluster(
@@ -81,7 +183,7 @@ def cluster(
     *,
     fit: config_lib.FitConfig | None = None,
     val_data: Any = None,
-) -> tuple[Any, _report.ClusterReport]:
+) -> tuple[Any, reports.ClusterReport]:
     """Clusters and fine-tunes a copy of `model`; returns it stripped, with a report.
 
     Args:
@@ -105,95 +207,7 @@ def cluster(
     Example:
         >>> stripped, report = cluster(model, ClusterConfig(num_clusters=16), (x, y))
     """
-    from edgekit import io
-
     fit = fit or DEFAULT_FIT
-    _fit.get_strategy(fit.strategy)  # before any TensorFlow op (multi_worker needs it)
-    model = io.load_model(model)
-    _fit.check_functional(model, what="Clustering")
-    tfmot = _compat.tfmot()
-    x, y = _fit.as_arrays(data)
-    _fit.check_data_fits(model, x)
-    if val_data is not None:
-        _fit.check_data_fits(model, _fit.as_arrays(val_data, what="val_data")[0], what="val_data")
-    selected, skipped = _fit.select_layers(
-        model,
-        layers=config.layers,
-        exclude_layers=config.exclude_layers,
-        layer_types=config.layer_types,
-        skip_types=config.skip_types,
-        skip_first=config.skip_first,
-        skip_last=config.skip_last,
-        supports=_supports(config),
-    )
-    if not selected:
-        too_small = [s.name for s in skipped if "num_clusters" in s.reason]
-        hint = (
-            f"num_clusters={config.num_clusters} is not smaller than the weights of "
-            f"{too_small[:6]}: lower num_clusters"
-            + (" or turn per_channel off" if config.per_channel else "")
-            + ". "
-            if too_small
-            else ""
-        )
-        raise errors.UserInputError(
-            "No layer is left to cluster: every candidate was left out "
-            f"({[f'{s.name}: {s.reason}' for s in skipped][:8]}). {hint}Otherwise loosen the "
-            "selection (layers, exclude_layers, layer_types, skip_types, skip_first, "
-            "skip_last). "
-            + errors.received(num_clusters=config.num_clusters, per_channel=config.per_channel)
-        )
-    centroids = tfmot.clustering.keras.CentroidInitialization[
-        _INIT_NAMES[config_lib.ClusterInit(config.init)]
-    ]
-    # preserve_sparsity and cluster_per_channel are only reachable through the
-    # experimental entry point, which the public API package does not re-export.
-    experimental = importlib.import_module(
-        "tensorflow_model_optimization.python.core.clustering.keras.experimental.cluster"
-    )
-
-    wrapper = importlib.import_module(
-        "tensorflow_model_optimization.python.core.clustering.keras.cluster_wrapper"
-    )
-    conv2d = _compat.tf_keras().layers.Conv2D
-
-    def wrap(layer: Any) -> Any:
-        if isinstance(layer, conv2d):
-            # TF-MOT's own check counts channels from the last trainable weight, which
-            # is the kernel when the conv has no bias, and then silently leaves the
-            # layer unclustered. The size check above is the right one; wrap directly.
-            return wrapper.ClusterWeights(
-                layer,
-                config.num_clusters,
-                centroids,
-                config.preserve_sparsity,
-                config.per_channel,
-            )
-        return experimental.cluster_weights(
-            layer,
-            number_of_clusters=config.num_clusters,
-            cluster_centroids_init=centroids,
-            preserve_sparsity=config.preserve_sparsity,
-            cluster_per_channel=config.per_channel,
-        )
-
-    def build() -> Any:
-        return _fit.wrap_layers(_fit.clone(model), selected, wrap)
-
-    callbacks: list[Any] = []
-    if fit.log_dir:
-        callbacks.append(tfmot.clustering.keras.ClusteringSummaries(log_dir=fit.log_dir))
-    trained, fit_report = _fit.fine_tune(
-        build, (x, y), fit=fit, val_data=val_data, callbacks=callbacks
-    )
-    stripped = _fit.unshare(tfmot.clustering.keras.strip_clustering(trained))
-    layers = _report.measure_layers(stripped, selected)
-    report = _report.ClusterReport(
-        technique="cluster",
-        config=config.to_dict(),
-        num_clusters=config.num_clusters,
-        layers=tuple(layers),
-        skipped=tuple(skipped),
-        fit=fit_report,
-    )
-    return stripped, report
+    model, (x, y) = technique.load_inputs(model, data, val_data, fit=fit, what="Clustering")
+    clustering = Clustering(model, config, log_dir=fit.log_dir)
+    return technique.run(clustering, (x, y), fit=fit, val_data=val_data)

@@ -15,7 +15,7 @@ What edgekit adds around TF-MOT:
 - the stripped model is a plain tf_keras model (loads without custom objects).
 
 Example:
-    >>> stripped, report = edgekit.optimize.prune(
+    >>> stripped, report = edgekit.optimize.prune.prune(
     ...     model, PruneConfig(target_sparsity=0.8), (x_train, y_train),
     ...     fit=FitConfig(epochs=10, learning_rate=1e-4))
     >>> report.achieved_sparsity
@@ -24,16 +24,20 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import importlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from edgekit import _compat, errors
+from edgekit import _compat, errors, runtime
 from edgekit import config as config_lib
-from edgekit.optimize import _fit, _report
+from edgekit.optimize import fit as fit_lib
+from edgekit.optimize import layers as layers_lib
+from edgekit.optimize import reports, technique
 
 # Fine-tuning that keeps accuracy, measured on the bundled example (see
 # benchmarks/prune_cluster_accuracy.py): 80% sparsity kept 99.4% test accuracy with
@@ -104,7 +108,8 @@ def plan_schedule(config: config_lib.PruneConfig, total_steps: int) -> dict[str,
     }
 
 
-def _schedule(plan: dict[str, Any]) -> Any:
+def make_schedule(plan: dict[str, Any]) -> Any:
+    """The TF-MOT pruning schedule for a `plan_schedule` plan."""
     sparsity = _compat.tfmot().sparsity.keras
     if plan["kind"] == "polynomial":
         return sparsity.PolynomialDecay(
@@ -122,20 +127,21 @@ def _schedule(plan: dict[str, Any]) -> Any:
     )
 
 
-def _supports(config: config_lib.PruneConfig) -> Any:
+def supports(config: config_lib.PruneConfig) -> Callable[[Any], str | None]:
+    """The per-layer check for `layers.select_layers`: None, or why a layer cannot be pruned."""
     tf_keras = _compat.tf_keras()
     registry = _registry().PruneRegistry
     policy = (
         _compat.tfmot().sparsity.keras.PruneForLatencyOnXNNPack() if config.xnnpack_policy else None
     )
 
-    def supports(layer: Any) -> str | None:
+    def check(layer: Any) -> str | None:
         if not (registry.supports(layer) or hasattr(layer, "get_prunable_weights")):
             return f"TF-MOT cannot prune {type(layer).__name__} layers"
         if policy is not None and not policy.allow_pruning(layer):
             return "not a 1x1 Conv2D (xnnpack_policy prunes only those)"
         if tuple(config.block_size) != (1, 1):
-            kernel = _report.kernel_of(layer)
+            kernel = layers_lib.kernel_of(layer)
             if kernel is None or kernel.ndim != 2:
                 return "block_size applies to 2-D kernels only (Dense), as TF-MOT implements it"
         if config.m_by_n is not None:
@@ -146,7 +152,75 @@ def _supports(config: config_lib.PruneConfig) -> Any:
                 return "m_by_n sparsity applies to Dense and Conv2D kernels only"
         return None
 
-    return supports
+    return check
+
+
+class Pruning:
+    """Magnitude pruning as a technique (`edgekit.optimize.technique`).
+
+    Set up on a model (it is not changed): selects the layers and lays the schedule
+    out on `total_steps`. `build()` wraps a fresh copy with `prune_low_magnitude`,
+    `callbacks()` holds the ones TF-MOT needs, and `finish()` strips the wrappers and
+    measures the sparsity of every layer.
+
+    Raises:
+      UserInputError: no layer is left to prune, or a schedule that cannot reach its
+        target in `total_steps`.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        config: config_lib.PruneConfig,
+        *,
+        total_steps: int,
+        log_dir: str | None = None,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.log_dir = log_dir
+        self.selected, self.skipped = technique.select_or_raise(
+            model, config, supports(config), verb="prune"
+        )
+        self.schedule = plan_schedule(config, total_steps)
+        self._params: dict[str, Any] = {"pruning_schedule": make_schedule(self.schedule)}
+        if config.m_by_n is not None:
+            self._params["sparsity_m_by_n"] = tuple(config.m_by_n)
+        if tuple(config.block_size) != (1, 1):
+            self._params["block_size"] = tuple(config.block_size)
+
+    def build(self) -> Any:
+        prune_low_magnitude = _compat.tfmot().sparsity.keras.prune_low_magnitude
+        return layers_lib.wrap_layers(
+            layers_lib.clone(self.model),
+            self.selected,
+            lambda layer: prune_low_magnitude(layer, **self._params),
+        )
+
+    def callbacks(self) -> list[Any]:
+        sparsity = _compat.tfmot().sparsity.keras
+        out: list[Any] = [sparsity.UpdatePruningStep()]
+        if self.log_dir:
+            out.append(sparsity.PruningSummaries(log_dir=self.log_dir))
+        return out
+
+    def finish(
+        self, trained: Any, fit_report: fit_lib.FitReport | None
+    ) -> tuple[Any, reports.PruneReport]:
+        stripped = layers_lib.unshare(_compat.tfmot().sparsity.keras.strip_pruning(trained))
+        layers = reports.measure_layers(stripped, self.selected)
+        report = reports.PruneReport(
+            technique="prune",
+            config=self.config.to_dict(),
+            schedule=self.schedule,
+            target_sparsity=self.schedule["target_sparsity"],
+            achieved_sparsity=reports.overall_sparsity(layers),
+            model_sparsity=reports.overall_sparsity(layers, compressed_only=False),
+            layers=tuple(layers),
+            skipped=tuple(self.skipped),
+            fit=fit_report,
+        )
+        return stripped, report
 
 
 def prune(
@@ -156,7 +230,7 @@ def prune(
     *,
     fit: config_lib.FitConfig | None = None,
     val_data: Any = None,
-) -> tuple[Any, _report.PruneReport]:
+) -> tuple[Any, reports.PruneReport]:
     """Prunes and fine-tunes a copy of `model`; returns it stripped, with a report.
 
     Args:
@@ -181,18 +255,10 @@ def prune(
         >>> stripped, report = prune(model, PruneConfig(target_sparsity=0.5), (x, y))
         >>> stripped.save("pruned.keras")
     """
-    from edgekit import io
-
     fit = fit or DEFAULT_FIT
-    _fit.get_strategy(fit.strategy)  # before any TensorFlow op (multi_worker needs it)
-    model = io.load_model(model)
-    _fit.check_functional(model, what="Pruning")
-    tfmot = _compat.tfmot()
-    x, y = _fit.as_arrays(data)
-    _fit.check_data_fits(model, x)
-    if val_data is not None:
-        _fit.check_data_fits(model, _fit.as_arrays(val_data, what="val_data")[0], what="val_data")
+    model, (x, y) = technique.load_inputs(model, data, val_data, fit=fit, what="Pruning")
     if config.xnnpack_policy:
+        tfmot = _compat.tfmot()
         try:
             tfmot.sparsity.keras.PruneForLatencyOnXNNPack().ensure_model_supports_pruning(model)
         except ValueError as e:
@@ -202,70 +268,19 @@ def prune(
                 "channels) and a GlobalAveragePooling2D head; prune without xnnpack_policy. "
                 + errors.received(xnnpack_policy=True)
             ) from None
-    selected, skipped = _fit.select_layers(
-        model,
-        layers=config.layers,
-        exclude_layers=config.exclude_layers,
-        layer_types=config.layer_types,
-        skip_types=config.skip_types,
-        skip_first=config.skip_first,
-        skip_last=config.skip_last,
-        supports=_supports(config),
-    )
-    if not selected:
-        raise errors.UserInputError(
-            "No layer is left to prune: every candidate was left out "
-            f"({[f'{s.name}: {s.reason}' for s in skipped][:8]}). Loosen the selection "
-            "(layers, exclude_layers, layer_types, skip_types, skip_first, skip_last). "
-            + errors.received(num_candidates=len(skipped))
-        )
-    _, total_steps = _fit.plan_steps(len(x), fit)
-    plan = plan_schedule(config, total_steps)
-    params: dict[str, Any] = {"pruning_schedule": _schedule(plan)}
-    if config.m_by_n is not None:
-        params["sparsity_m_by_n"] = tuple(config.m_by_n)
-    if tuple(config.block_size) != (1, 1):
-        params["block_size"] = tuple(config.block_size)
-
-    def build() -> Any:
-        own = _fit.clone(model)
-        return _fit.wrap_layers(
-            own, selected, lambda layer: tfmot.sparsity.keras.prune_low_magnitude(layer, **params)
-        )
-
-    callbacks: list[Any] = [tfmot.sparsity.keras.UpdatePruningStep()]
-    if fit.log_dir:
-        callbacks.append(tfmot.sparsity.keras.PruningSummaries(log_dir=fit.log_dir))
-    trained, fit_report = _fit.fine_tune(
-        build, (x, y), fit=fit, val_data=val_data, callbacks=callbacks
-    )
-    stripped = _fit.unshare(tfmot.sparsity.keras.strip_pruning(trained))
-    layers = _report.measure_layers(stripped, selected)
-    report = _report.PruneReport(
-        technique="prune",
-        config=config.to_dict(),
-        schedule=plan,
-        target_sparsity=plan["target_sparsity"],
-        achieved_sparsity=_report.overall_sparsity(layers),
-        model_sparsity=_report.overall_sparsity(layers, compressed_only=False),
-        layers=tuple(layers),
-        skipped=tuple(skipped),
-        fit=fit_report,
-    )
-    return stripped, report
+    _, total_steps = fit_lib.plan_steps(len(x), fit)
+    pruning = Pruning(model, config, total_steps=total_steps, log_dir=fit.log_dir)
+    return technique.run(pruning, (x, y), fit=fit, val_data=val_data)
 
 
 def _time_invoke(data: bytes, *, runs: int, num_threads: int, use_xnnpack: bool) -> float:
-    from edgekit import runtime
-
     lite = runtime.LiteModel(data, num_threads=num_threads, use_xnnpack=use_xnnpack)
     rng = np.random.default_rng(0)
-    if lite.dynamic_batch:
-        lite._resize(1)
-    feeds = []
-    for spec in lite.inputs:
-        shape = [1 if d == -1 else d for d in spec.shape_signature]
-        feeds.append(lite.quantize(rng.random(shape, dtype=np.float32), spec))
+    shapes = [[1 if d == -1 else d for d in spec.shape_signature] for spec in lite.inputs]
+    samples = [rng.random(shape, dtype=np.float32) for shape in shapes]
+    # One predict call sets a dynamic batch to 1 (its first warm-up call, too).
+    lite.predict(samples[0] if len(samples) == 1 else samples)
+    feeds = [lite.quantize(x, spec) for x, spec in zip(samples, lite.inputs, strict=True)]
     for _ in range(5):
         lite.invoke(feeds)
     times = []
@@ -296,14 +311,15 @@ def compare_sparse_encoding(
       latency in ms, plus "size_changed", "size_ratio" and "latency_ratio"
       (sparse / dense).
     """
-    import dataclasses as _dc
-
+    # convert is a sibling stage (same layer as optimize), so it is imported here and
+    # only here: this comparison is a measurement for `edgekit-prune --compare_sparse_tflite`
+    # and the benchmarks, kept under its public name; pruning itself never converts.
     from edgekit import convert as convert_lib
 
     base = convert_config or config_lib.ConvertConfig()
     blobs = {}
     for key, sparse in (("dense", False), ("sparse", True)):
-        cfg = _dc.replace(base, sparse_weights=sparse)
+        cfg = dataclasses.replace(base, sparse_weights=sparse)
         blobs[key] = bytes(
             convert_lib.convert(model, cfg, calibration_data=calibration_data).tflite_bytes
         )

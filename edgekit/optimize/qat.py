@@ -31,7 +31,9 @@ import numpy as np
 
 from edgekit import _compat, errors
 from edgekit import config as config_lib
-from edgekit.optimize import _fit, _qat_rewrite, _report
+from edgekit.optimize import _qat_rewrite, losses, reports, technique
+from edgekit.optimize import fit as fit_lib
+from edgekit.optimize import layers as layers_lib
 
 _WHAT = "Quantization-aware training"
 
@@ -51,65 +53,11 @@ _OUTPUT_ONLY_TYPES = (
 # output its own range and conversion then fails ("violate the same scale constraint").
 _SAME_SCALE_TYPES = ("AveragePooling1D", "AveragePooling2D")
 
-QUANTIZED = "quantized"
-FLOAT = "float"
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerDecision:
-    """What QAT did with one layer, and why.
-
-    Attributes:
-      name: layer name (after any rewrite).
-      type: layer class name.
-      status: "quantized" (fake-quantized in training, int8 after conversion) or
-        "float" (trained in float; the int8 converter calibrates its range).
-      reason: why.
-    """
-
-    name: str
-    type: str
-    status: str
-    reason: str
-
-    def to_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class QATReport(_report._Report):
-    """What quantization-aware training did.
-
-    Attributes:
-      technique: "qat".
-      config: the `QATConfig` as a dict.
-      preserve: what the scheme kept ("none", "sparsity", "clusters", "both").
-      layers: every layer, quantized or float, with the reason.
-      num_quantized: layers with a quantize config.
-      num_float: layers left float.
-      rewrites: op layers rewritten into built-in layers.
-      sparsity_before: zeros over kernel weights of the input model's kernels.
-      sparsity_after: zeros over the fake-quantized kernel weights after training
-        (what the int8 file holds).
-      weights: per-layer zeros and unique values of the fake-quantized kernels.
-      fit: the fine-tuning report.
-    """
-
-    technique: str
-    config: dict[str, Any]
-    preserve: str
-    layers: tuple[LayerDecision, ...]
-    num_quantized: int
-    num_float: int
-    rewrites: tuple[_qat_rewrite.Rewrite, ...]
-    sparsity_before: float
-    sparsity_after: float
-    weights: tuple[dict[str, Any], ...]
-    fit: _fit.FitReport | None
-
-    def float_layers(self) -> list[LayerDecision]:
-        """The layers left float."""
-        return [d for d in self.layers if d.status == FLOAT]
+# The report classes live with the other techniques' reports; these names stay here.
+QUANTIZED = reports.QUANTIZED
+FLOAT = reports.FLOAT
+LayerDecision = reports.LayerDecision
+QATReport = reports.QATReport
 
 
 # ----------------------------------------------------------------------------
@@ -145,7 +93,7 @@ def plan(model: Any, config: config_lib.QATConfig) -> tuple[dict[str, Any], list
     Returns:
       ({layer name: quantize config or None for the registry's}, the decisions).
     """
-    from edgekit.optimize import _qat_configs
+    from edgekit.optimize import _qat_configs  # lazy: it imports tf_keras (see `finish`)
 
     tf_keras = _compat.tf_keras()
     tfmot = _compat.tfmot()
@@ -261,8 +209,8 @@ def prepare(
     """
     config = config or config_lib.QATConfig()
     tfmot = _compat.tfmot()
-    _fit.check_functional(model, what=_WHAT)
-    owned = _fit.clone(model)
+    layers_lib.check_functional(model, what=_WHAT)
+    owned = layers_lib.clone(model)
     rewrites: list[_qat_rewrite.Rewrite] = []
     if config.rewrite_ops:
         owned, rewrites = _qat_rewrite.rewrite_ops(owned)
@@ -277,7 +225,7 @@ def prepare(
         return annotate(layer) if qc is None else annotate(layer, quantize_config=qc)
 
     with tfmot.quantization.keras.quantize_scope():
-        annotated = _fit.wrap_layers(owned, list(chosen), wrap)
+        annotated = layers_lib.wrap_layers(owned, list(chosen), wrap)
     by_name = {r.name: r for r in rewrites}
     decisions = [
         dataclasses.replace(d, reason=f"{d.reason}; rewritten from {by_name[d.name].op}")
@@ -290,7 +238,7 @@ def prepare(
 
 def apply(annotated: Any, preserve: config_lib.QATPreserve | str) -> Any:
     """Runs TF-MOT's `quantize_apply` with the scheme for `preserve`."""
-    from edgekit.optimize import _qat_configs
+    from edgekit.optimize import _qat_configs  # lazy: it imports tf_keras (see `finish`)
 
     tfmot = _compat.tfmot()
     scheme = _qat_configs.Scheme(_scheme(config_lib.QATPreserve(preserve)))
@@ -425,69 +373,88 @@ def quantize_aware(
             f"{_WHAT} fine-tunes the model and needs labelled data: (x, y) arrays, an "
             "edgekit.data.Dataset or an .npz path. " + errors.received(data=None)
         )
-    _fit.check_functional(model, what=_WHAT)
-    x, y = _fit.as_arrays(data)
-    _fit.check_data_fits(model, x)
+    layers_lib.check_functional(model, what=_WHAT)
+    x, y = fit_lib.as_arrays(data)
+    fit_lib.check_data_fits(model, x)
     if val_data is not None:
-        val_x, val_y = _fit.as_arrays(val_data, what="val_data")
-        _fit.check_data_fits(model, val_x, what="val_data")
+        val_x, val_y = fit_lib.as_arrays(val_data, what="val_data")
+        fit_lib.check_data_fits(model, val_x, what="val_data")
         val_data = (val_x, val_y)
-    before = {s.name: s for s in _report.measure_layers(model, ())}
-    annotated, decisions, rewrites = prepare(model, config)
-
-    def build() -> Any:
-        qat_model = apply(annotated, config.preserve)
-        if config.init_ranges:
-            init_ranges(qat_model, x)
-        return qat_model
-
+    qat = QuantizationAware(model, config, x, strategy=fit.strategy)
     # The loss is chosen from the caller's model: inside a QAT wrapper the output
     # activation is hidden, and a softmax output would be read as logits.
-    loss, _, _, metrics = _fit.choose_loss(model, y)
-    trained, fit_report = _fit.fine_tune(
-        build, (x, y), fit=fit, val_data=val_data, loss=loss, metrics=metrics
-    )
-    return _finish(trained, config, decisions, rewrites, before, fit_report, fit)
+    loss, _, _, metrics = losses.choose_loss(model, y)
+    return technique.run(qat, (x, y), fit=fit, val_data=val_data, loss=loss, metrics=metrics)
 
 
-def _finish(
-    trained: Any,
-    config: config_lib.QATConfig,
-    decisions: list[LayerDecision],
-    rewrites: list[_qat_rewrite.Rewrite],
-    before: dict[str, _report.LayerStats],
-    fit_report: _fit.FitReport | None,
-    fit: config_lib.FitConfig,
-) -> tuple[Any, QATReport]:
-    from edgekit.optimize import _qat_configs
+class QuantizationAware:
+    """Quantization-aware training as a technique (`edgekit.optimize.technique`).
 
-    tfmot = _compat.tfmot()
-    tf_keras = _compat.tf_keras()
-    if config_lib.Strategy(fit.strategy) is not config_lib.Strategy.DEFAULT:
-        # Distributed variables do not save or convert; copy into plain ones.
-        with tfmot.quantization.keras.quantize_scope(_qat_configs.OBJECTS):
-            copy = tf_keras.models.clone_model(trained)
-            copy.set_weights(trained.get_weights())
-        trained = copy
-    final = _qat_configs.adopt(trained)
-    weights = quantized_weights(final)
-    # Compare like with like: the input model's zeros in the kernels QAT quantized.
-    same = [before[r["name"]] for r in weights if r["name"] in before]
-    sparsity_before = _report.overall_sparsity(same, compressed_only=False)
-    report = QATReport(
-        technique="qat",
-        config=config.to_dict(),
-        preserve=config.preserve.value,
-        layers=tuple(decisions),
-        num_quantized=sum(d.status == QUANTIZED for d in decisions),
-        num_float=sum(d.status == FLOAT for d in decisions),
-        rewrites=tuple(rewrites),
-        sparsity_before=sparsity_before,
-        sparsity_after=_sparsity(weights),
-        weights=tuple(weights),
-        fit=fit_report,
-    )
-    return final, report
+    Set up on a model (it is not changed): measures its kernels, rewrites and
+    annotates a copy (`prepare`). `build()` applies TF-MOT's scheme to the annotated
+    copy and, with `init_ranges`, sets the activation ranges from `x`; `finish()`
+    copies the trained model out of a strategy's variables and reports every layer.
+
+    Raises:
+      UserInputError: a subclassed, wrapped or nested model, or a config that
+        leaves no layer to quantize.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        config: config_lib.QATConfig,
+        x: np.ndarray,
+        *,
+        strategy: config_lib.Strategy | str = config_lib.Strategy.DEFAULT,
+    ) -> None:
+        self.config = config
+        self.x = x
+        self.strategy = config_lib.Strategy(strategy)
+        self.before = {s.name: s for s in reports.measure_layers(model, ())}
+        self.annotated, self.decisions, self.rewrites = prepare(model, config)
+
+    def build(self) -> Any:
+        qat_model = apply(self.annotated, self.config.preserve)
+        if self.config.init_ranges:
+            init_ranges(qat_model, self.x)
+        return qat_model
+
+    def callbacks(self) -> list[Any]:
+        return []
+
+    def finish(self, trained: Any, fit_report: fit_lib.FitReport | None) -> tuple[Any, QATReport]:
+        # Imported here on purpose: _qat_configs imports tf_keras and TF-MOT at module
+        # level (saved QAT models name its classes), and `import edgekit` must not.
+        from edgekit.optimize import _qat_configs
+
+        if self.strategy is not config_lib.Strategy.DEFAULT:
+            # Distributed variables do not save or convert; copy into plain ones.
+            tfmot = _compat.tfmot()
+            with tfmot.quantization.keras.quantize_scope(_qat_configs.OBJECTS):
+                copy = _compat.tf_keras().models.clone_model(trained)
+                copy.set_weights(trained.get_weights())
+            trained = copy
+        final = _qat_configs.adopt(trained)
+        weights = quantized_weights(final)
+        # Compare like with like: the input model's zeros in the kernels QAT quantized.
+        same = [self.before[r["name"]] for r in weights if r["name"] in self.before]
+        sparsity_before = reports.overall_sparsity(same, compressed_only=False)
+        decisions = self.decisions
+        report = QATReport(
+            technique="qat",
+            config=self.config.to_dict(),
+            preserve=self.config.preserve.value,
+            layers=tuple(decisions),
+            num_quantized=sum(d.status == QUANTIZED for d in decisions),
+            num_float=sum(d.status == FLOAT for d in decisions),
+            rewrites=tuple(self.rewrites),
+            sparsity_before=sparsity_before,
+            sparsity_after=_sparsity(weights),
+            weights=tuple(weights),
+            fit=fit_report,
+        )
+        return final, report
 
 
 def _check_config(config: Any) -> config_lib.QATConfig:
