@@ -24,7 +24,7 @@ from edgekit import benchmark, bundle, convert, evaluate, io, report
 from edgekit import config as config_lib
 from edgekit import data as data_lib
 from edgekit.lite import inspect as lite_inspect
-from edgekit.optimize import _report as optimize_report
+from edgekit.optimize import reports as optimize_report
 from edgekit.optimize import cluster, distill, prune, qat
 from edgekit.pipeline import summary as summary_lib
 from edgekit.pipeline.state import State
@@ -256,7 +256,6 @@ def run_evaluate(ctx: Context) -> dict[str, Any]:
 
 def _keras_sparsity(model: Any) -> list[dict[str, Any]]:
     """Share of zeros per layer of the Keras model, when the .tflite has no weight ops."""
-    # TODO(merge): public name -- optimize owns measure_layers; switch when it is public.
     layers = optimize_report.measure_layers(model, ())
     return [
         {"layer": s.name, "type": s.type, "sparsity": s.sparsity, "num_weights": s.num_weights}
