@@ -10,7 +10,8 @@ TensorFlow:
     edgekit.LiteModel(tflite).predict(x)
 
 Modules: config, recipes, io, data, datasets, optimize, convert, lite, runtime,
-evaluate, benchmark, report, bundle, pipeline, check.
+evaluate, benchmark, report, bundle, serve, pipeline, check. The layout and
+its layers: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ _MODULES = (
     "bundle",
     "pipeline",
     "check",
+    "serve",
     "errors",
 )
 
