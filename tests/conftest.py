@@ -36,12 +36,12 @@ def example_dir(example, tmp_path_factory):
     return out
 
 
-def make_tiny_model(seed: int = 0, *, input_shape=(8, 8, 1), classes: int = 4):
+def make_tiny_model(seed: int = 0, *, input_shape=(8, 8, 1), classes: int = 4, input_name=None):
     """A small conv + dense tf_keras classifier (untrained but seeded)."""
     import tf_keras
 
     tf_keras.utils.set_random_seed(seed)
-    inputs = tf_keras.Input(input_shape)
+    inputs = tf_keras.Input(input_shape, name=input_name)
     x = tf_keras.layers.Conv2D(8, 3, activation="relu")(inputs)
     x = tf_keras.layers.Flatten()(x)
     outputs = tf_keras.layers.Dense(classes, activation="softmax")(x)

@@ -105,7 +105,9 @@ def bundles(tmp_path_factory):
     from edgekit import bundle, convert
     from edgekit.config import ConvertConfig
 
-    model = make_tiny_model(3)
+    # A fixed input name: Keras numbers unnamed inputs per process, and the tests send
+    # named inputs as TF Serving clients do.
+    model = make_tiny_model(3, input_name="input_1")
     calib = np.random.default_rng(0).random((32, 8, 8, 1), dtype=np.float32)
     out = {}
     root = tmp_path_factory.mktemp("serve_bundles")
