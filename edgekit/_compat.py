@@ -13,6 +13,7 @@ import functools
 import os
 import sys
 import tempfile
+import threading
 import types
 from collections.abc import Iterator
 
@@ -80,8 +81,13 @@ def quiet_litert() -> Iterator[None]:
     if litert_logs_wanted():
         yield
         return
-    with _filtered_stderr(LITERT_NOISE):
+    # fd 2 is one per process: two threads swapping it at once could leave it pointing
+    # at a closed temporary file, so interpreters are created one at a time here.
+    with _STDERR_LOCK, _filtered_stderr(LITERT_NOISE):
         yield
+
+
+_STDERR_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
