@@ -13,6 +13,7 @@ import functools
 import os
 import sys
 import tempfile
+import threading
 import types
 from collections.abc import Iterator
 
@@ -55,9 +56,43 @@ _IMPORT_NOISE = (
 )
 
 
+# What LiteRT's C++ side prints to file descriptor 2 when an interpreter is created or
+# its tensors allocated, whatever TF_CPP_MIN_LOG_LEVEL says (tested: levels 0 to 3 all
+# print it).
+LITERT_NOISE = (
+    "Created TensorFlow Lite XNNPACK delegate for CPU",
+    "node(s) with delegate (",  # "INFO: Replacing 12 out of 12 node(s) with delegate (...)"
+    "Initialized TensorFlow Lite runtime",
+)
+
+
+def litert_logs_wanted() -> bool:
+    """True when the user asked for LiteRT's own INFO lines (TF_CPP_MIN_LOG_LEVEL=0)."""
+    return os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
+
+
 @contextlib.contextmanager
-def _filtered_stderr() -> Iterator[None]:
-    """Drops TensorFlow's import-time noise from file descriptor 2; keeps everything else."""
+def quiet_litert() -> Iterator[None]:
+    """Drops LiteRT's INFO lines (the XNNPack delegate note) from file descriptor 2.
+
+    Wrap interpreter creation and `allocate_tensors` in it; every other line still
+    reaches stderr, after the block. Set TF_CPP_MIN_LOG_LEVEL=0 to keep LiteRT's lines.
+    """
+    if litert_logs_wanted():
+        yield
+        return
+    # fd 2 is one per process: two threads swapping it at once could leave it pointing
+    # at a closed temporary file, so interpreters are created one at a time here.
+    with _STDERR_LOCK, _filtered_stderr(LITERT_NOISE):
+        yield
+
+
+_STDERR_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _filtered_stderr(noise: tuple[str, ...] = _IMPORT_NOISE) -> Iterator[None]:
+    """Drops the lines holding `noise` from file descriptor 2; keeps everything else."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as tmp:
@@ -70,7 +105,7 @@ def _filtered_stderr() -> Iterator[None]:
             os.close(saved)
             tmp.seek(0)
             for line in tmp.read().decode("utf-8", "replace").splitlines(keepends=True):
-                if not any(noise in line for noise in _IMPORT_NOISE):
+                if not any(n in line for n in noise):
                     sys.stderr.write(line)
             sys.stderr.flush()
 

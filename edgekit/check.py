@@ -268,6 +268,7 @@ def run_checks(
     name = "<bytes>" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
     results = [_size_check(blob, max_size_kb)]
     results += _accuracy_checks(
+        model,
         blob,
         data,
         reference=reference,
@@ -297,6 +298,7 @@ def _size_check(blob: bytes, max_size_kb: float | None) -> CheckResult:
 
 
 def _accuracy_checks(
+    model: str | os.PathLike | bytes,
     blob: bytes,
     data: Any,
     *,
@@ -306,8 +308,12 @@ def _accuracy_checks(
 ) -> list[CheckResult]:
     if min_accuracy is None and max_accuracy_drop is None:
         return [_skipped("accuracy"), _skipped("accuracy_drop")]
+    # `evaluate` runs the file in a child process (a crash cannot end the caller); a
+    # path rather than the bytes lets its error name the file.
     result = evaluate.evaluate(
-        blob, data, reference=reference if max_accuracy_drop is not None else None
+        model if isinstance(model, (str, os.PathLike)) else blob,
+        data,
+        reference=reference if max_accuracy_drop is not None else None,
     )
     if result.accuracy is None:
         raise errors.UserInputError(

@@ -25,6 +25,7 @@ import numpy as np
 
 from edgekit import _compat, convert, data, errors, io, runtime
 from edgekit.config import ConvertConfig, ConvertMode, EvaluateConfig
+from edgekit.lite import validate
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
@@ -123,9 +124,35 @@ def parity(outputs: np.ndarray, reference: np.ndarray) -> ParityResult:
     return ParityResult(
         max_abs_error=float(np.max(np.abs(diff))) if diff.size else 0.0,
         mse=float(np.mean(diff**2)) if diff.size else 0.0,
-        cosine=float(np.mean(cos)),
+        # Rounding can put a cosine a hair outside [-1, 1] (1.0000000000000002).
+        cosine=float(np.clip(np.mean(np.clip(cos, -1.0, 1.0)), -1.0, 1.0)),
         top1_agreement=float(np.mean(np.argmax(a, 1) == np.argmax(b, 1))),
         num_samples=int(len(a)),
+    )
+
+
+def input_signatures(model_bytes: bytes) -> list[list[int]]:
+    """The input shapes of a `.tflite` file's main graph (-1 = any size), read without running it.
+
+    Raises:
+      UserInputError: the bytes fail a structural check (`edgekit.lite.validate`).
+    """
+    m = validate.parse_model(model_bytes)
+    main = m.subgraphs[0]
+    return [list(main.tensors[i].shape_signature or main.tensors[i].shape) for i in main.inputs]
+
+
+def _name(model: Any) -> str:
+    return os.fspath(model) if isinstance(model, (str, os.PathLike)) else "<bytes>"
+
+
+def _predict(
+    model: runtime.LiteModel | bytes, x: np.ndarray, config: EvaluateConfig, *, what: str
+) -> np.ndarray | list[np.ndarray]:
+    if isinstance(model, runtime.LiteModel):
+        return model.predict(x, batch_size=config.batch_size)
+    return runtime.predict_isolated(
+        model, x, batch_size=config.batch_size, num_threads=config.num_threads, what=what
     )
 
 
@@ -179,29 +206,39 @@ def evaluate(
       An `EvaluationResult`.
     """
     config = config or EvaluateConfig()
-    lite = (
-        model
-        if isinstance(model, runtime.LiteModel)
-        else runtime.LiteModel(model, num_threads=config.num_threads)
-    )
+    name = _name(model)
+    if isinstance(model, runtime.LiteModel):
+        # Loaded by the caller, in the caller's process: run it there.
+        signatures = [s.shape_signature for s in model.inputs]
+    else:
+        # A file from outside: validated here, run in a child (`runtime.predict_isolated`),
+        # so a file that crashes the interpreter cannot take this process down.
+        model = validate.read_model_bytes(model)
+        signatures = input_signatures(model)
     ds = data.load(eval_data, max_samples=config.max_samples)
-    if len(lite.inputs) == 1:
-        spec = lite.inputs[0]
-        data.check_inputs(ds.x, spec.shape_signature, what="evaluation data")
-    ref_model = None
+    if len(signatures) == 1:
+        data.check_inputs(ds.x, signatures[0], what="evaluation data")
+    ref_model, ref_name = None, _name(reference)
     if _is_tflite(reference):
         # A float .tflite as the reference: parity and accuracy with no Keras model.
-        ref_model = runtime.LiteModel(reference, num_threads=config.num_threads)
+        ref_model = (
+            reference
+            if isinstance(reference, runtime.LiteModel)
+            else validate.read_model_bytes(reference)
+        )
     elif reference is not None:
         ref_model = io.load_model(reference, custom_objects=custom_objects, safe_mode=safe_mode)
     x = ds.x.astype(np.float32) if ds.x.dtype.kind == "f" else ds.x
-    outputs = lite.predict(x, batch_size=config.batch_size)
+    outputs = _predict(model, x, config, what=name)
     scores = outputs if isinstance(outputs, np.ndarray) else outputs[0]
     labels = _labels(ds.y)
     accuracy = None
     top_k: dict[int, float] = {}
     ref_scores = None
-    if ref_model is not None:
+    if isinstance(ref_model, bytes):
+        ref_scores = _predict(ref_model, x.astype(np.float32), config, what=ref_name)
+        ref_scores = ref_scores if isinstance(ref_scores, np.ndarray) else ref_scores[0]
+    elif ref_model is not None:
         ref_scores = predict_reference(ref_model, x.astype(np.float32))
     ref_accuracy = None
     is_classifier = scores.ndim == 2 and scores.shape[1] > 1

@@ -13,14 +13,18 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
+import pathlib
+import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from edgekit import _compat, errors
-from edgekit.lite import tensor_spec
+from edgekit.lite import sandbox, tensor_spec
 from edgekit.lite import validate as lite_validate  # `validate` is LiteModel's argument
 
 _INT_RANGES = {
@@ -76,8 +80,9 @@ class LiteModel:
                 interp_mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
             )
         try:
-            self.interpreter = interp_mod.Interpreter(**kwargs)
-            self.interpreter.allocate_tensors()
+            with _compat.quiet_litert():  # no "INFO: Created ... XNNPACK delegate" line
+                self.interpreter = interp_mod.Interpreter(**kwargs)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise errors.UserInputError(
                 f"The interpreter could not load this model: {e}. If the model needs Select TF "
@@ -178,7 +183,8 @@ class LiteModel:
             self.interpreter.resize_tensor_input(
                 spec.index, [batch, *spec.shape_signature[1:]], strict=True
             )
-        self.interpreter.allocate_tensors()
+        with _compat.quiet_litert():
+            self.interpreter.allocate_tensors()
         self._batch = batch
         self._refresh_specs()
 
@@ -223,3 +229,137 @@ class LiteModel:
                 results[i].append(self.dequantize(y, spec) if dequantize else y.copy())
         merged = [np.concatenate(r) if r else np.zeros((0,)) for r in results]
         return merged[0] if len(merged) == 1 else merged
+
+
+class ModelCrashed(errors.UserInputError):
+    """The interpreter died (a signal) or hung while running a `.tflite` file in a child.
+
+    A `UserInputError`: the file is the user's to fix or replace, and commands exit
+    with status 2 on it. The calling process is unharmed.
+    """
+
+
+def predict_isolated(
+    model: str | os.PathLike | bytes,
+    x: Any,
+    *,
+    batch_size: int = 64,
+    num_threads: int | None = None,
+    use_xnnpack: bool = True,
+    timeout: float | None = 3600.0,
+    memory_limit_mb: int | None = None,
+    what: str = "<bytes>",
+) -> np.ndarray | list[np.ndarray]:
+    """`LiteModel(model).predict(x)` in a child process, for files from outside.
+
+    The bytes are validated here (the structural checks cannot crash), then a fresh
+    child (`edgekit.lite.sandbox.run_python`) loads them and runs every batch; only the
+    outputs come back. A file that crashes or hangs the interpreter -- on zeros or only
+    on some data -- ends the child, never the caller, and raises `ModelCrashed`.
+    Starting the child costs about half a second.
+
+    Args:
+      model: a `.tflite` path or its bytes.
+      x: an array, a list of arrays, or a dict by input name, as `LiteModel.predict`.
+      batch_size, num_threads, use_xnnpack: as `LiteModel`.
+      timeout: seconds the whole run may take; None for no limit.
+      memory_limit_mb: address-space cap of the child; None for 4 GiB plus four times
+        the input bytes.
+      what: how the error names the file (its path).
+
+    Returns:
+      What `LiteModel.predict` returns (float32 outputs).
+
+    Raises:
+      UserInputError: the file fails a structural check, the interpreter refuses it, or
+        the data does not fit it (the child's own message).
+      ModelCrashed: the interpreter crashed (e.g. SIGSEGV) or hung on the file.
+    """
+    data = read_model_bytes(model)
+    lite_validate.check_model_bytes(data)
+    if isinstance(x, Mapping):
+        names, arrays = [str(k) for k in x], [np.asarray(v) for v in x.values()]
+    elif isinstance(x, (list, tuple)):
+        names, arrays = None, [np.asarray(a) for a in x]
+    else:
+        names, arrays = None, [np.asarray(x)]
+    if memory_limit_mb is None:
+        memory_limit_mb = 4096 + 4 * sum(a.nbytes for a in arrays) // 2**20
+    with tempfile.TemporaryDirectory(prefix="edgekit-predict-") as tmp:
+        folder = pathlib.Path(tmp)
+        (folder / "model.tflite").write_bytes(data)
+        np.savez(folder / "inputs.npz", *arrays)
+        options = {
+            "names": names,
+            "single": not isinstance(x, (Mapping, list, tuple)),
+            "batch_size": batch_size,
+            "num_threads": num_threads,
+            "use_xnnpack": use_xnnpack,
+        }
+        (folder / "options.json").write_text(json.dumps(options))
+        code = "import sys; from edgekit import runtime; runtime._child_predict(sys.argv[1])"
+        outcome = sandbox.run_python(
+            ["-c", code, tmp], timeout=timeout, memory_limit_mb=memory_limit_mb
+        )
+        error = folder / "error.json"
+        if error.is_file():
+            raise errors.UserInputError(json.loads(error.read_text())["message"])
+        if outcome.status == "ok" and (folder / "outputs.npz").is_file():
+            with np.load(folder / "outputs.npz") as z:
+                outs = [z[f"arr_{i}"] for i in range(len(z.files))]
+            return outs[0] if len(outs) == 1 else outs
+    raise _crash_error(outcome, what, len(data))
+
+
+def _crash_error(outcome: sandbox.ChildOutcome, what: str, size: int) -> ModelCrashed:
+    tail = outcome.stderr_tail.splitlines()[-1][-300:] if outcome.stderr_tail else ""
+    if outcome.status == "timeout":
+        happened = "hung the LiteRT runtime (no result in time; the process was stopped)"
+    elif outcome.status == "crash":
+        happened = f"crashed the interpreter: the LiteRT runtime died with {outcome.signal}"
+    else:
+        happened = (
+            f"stopped the LiteRT runtime: its process exited with status {outcome.returncode} "
+            "without a result (out of memory, or a runtime abort)"
+        )
+    return ModelCrashed(
+        f"The file {what} {happened} while running it. It ran in a separate process, so only "
+        "that process died. The file is malformed or hits a runtime bug: check it with "
+        "edgekit-inspect, or re-convert it from the original model."
+        + (f" Last runtime output: {tail}." if tail else "")
+        + " "
+        + errors.received(
+            model=what, signal=outcome.signal, status=outcome.status, model_size_bytes=size
+        )
+    )
+
+
+def _child_predict(folder: str) -> None:
+    """The child of `predict_isolated`: loads, predicts, writes outputs or the error."""
+    where = pathlib.Path(folder)
+    opts = json.loads((where / "options.json").read_text())
+    with np.load(where / "inputs.npz") as z:
+        arrays = [z[f"arr_{i}"] for i in range(len(z.files))]
+    x: Any = (
+        dict(zip(opts["names"], arrays, strict=True))
+        if opts["names"]
+        else arrays[0]
+        if opts["single"]
+        else arrays
+    )
+    try:
+        lm = LiteModel(
+            where / "model.tflite",
+            num_threads=opts["num_threads"],
+            use_xnnpack=opts["use_xnnpack"],
+            validate=False,  # validated by the caller
+        )
+        out = lm.predict(x, batch_size=opts["batch_size"])
+    except errors.UserInputError as e:
+        (where / "error.json").write_text(json.dumps({"message": str(e)}))
+        return
+    outs = out if isinstance(out, list) else [out]
+    tmp = where / "outputs.tmp.npz"
+    np.savez(tmp, *outs)
+    os.replace(tmp, where / "outputs.npz")
+    sys.stdout.flush()

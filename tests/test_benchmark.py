@@ -434,3 +434,28 @@ def test_runs_without_tensorflow(models, tmp_path_factory):
     assert p.returncode == 0, p.stderr
     d = json.loads(out.read_text())
     assert d["num_runs"] >= 5 and d["profile"]["num_ops"] >= 2
+
+
+# -- tables a user reads at a glance -----------------------------------------------
+
+
+def test_tables_state_one_time_unit_per_column_and_print_plain_decimals():
+    from edgekit.benchmark.harness.report import format_table
+
+    table = format_table(
+        [["slow", 71234.0, 70900.0, 14.04, 71234.5], ["fast", 9.8, 10.2, 102040.8, None]],
+        ["model", "p50 us", "init ms", "inf/s", "max us"],
+    )
+    lines = table.splitlines()
+    assert lines[0].split() == ["model", "p50", "ms", "init", "s", "inf/s", "max", "ms"]
+    # Decimals per column, enough for its smallest value: 10 µs shows as 0.010 ms.
+    assert lines[2].split() == ["slow", "71.234", "70.900", "14.04", "71.2"]
+    assert lines[3].split() == ["fast", "0.010", "0.010", "102041", "-"]
+    assert "e+" not in table and "e-" not in table
+    small = format_table([["a", 9.8], ["b", 12.5]], ["model", "p50 us"])
+    assert small.splitlines()[0].split() == ["model", "p50", "µs"]
+    assert small.splitlines()[2].split() == ["a", "9.80"]
+    # A column of durations given as text (the pipeline's "0.058" ms) is re-stated too.
+    text = format_table([["int8", "0.058"], ["float", "0.014"]], ["model", "p50 ms"])
+    assert text.splitlines()[0].split() == ["model", "p50", "µs"]
+    assert text.splitlines()[2].split() == ["int8", "58.0"]

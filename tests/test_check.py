@@ -198,3 +198,24 @@ def test_cli_help_lists_the_limits():
     proc = run_cli("check", "--help")
     assert "--max_latency_ms" in proc.stdout and "median (p50)" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_a_file_that_crashes_the_interpreter_is_a_clear_error_and_the_caller_lives(
+    tmp_path, monkeypatch
+):
+    from _crash import checker_gap, crash_files, run_command_with_checker_gap
+
+    model, data = crash_files(tmp_path)
+    argv = ["edgekit-check", f"--model={model}", f"--data={data}", "--min_accuracy=0.1"]
+    proc = run_command_with_checker_gap("edgekit.cli.check", argv)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    said = " ".join(proc.stderr.split())
+    assert said.startswith(f"error: The file {model} crashed the interpreter"), said
+    assert "SIGSEGV" in said and "separate process" in said
+    checker_gap(monkeypatch)
+    for given in (model, model.read_bytes()):
+        with pytest.raises(errors.UserInputError, match="crashed the interpreter.*SIGSEGV"):
+            check.run_checks(given, data, min_accuracy=0.1)
+    # The caller lives on: the size check (no run) still works here.
+    assert check.run_checks(model, max_size_kb=100).passed

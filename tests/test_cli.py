@@ -1,6 +1,8 @@
 """The commands: bad input gets one clear paragraph, a non-zero exit, no traceback, no file touched."""
 
 import json
+import os
+import pathlib
 import subprocess
 import sys
 
@@ -229,3 +231,51 @@ def test_help_is_not_blocked_by_the_required_flags(script):
     assert proc.stdout.startswith(f"{script}"), proc.stdout[:300]
     assert "Try --helpfull" in proc.stdout and "error:" not in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# -- no runtime noise in a command's output ----------------------------------------
+
+
+def test_no_litert_delegate_info_line_in_the_output_of_commands_that_run_a_model(tmp_path):
+    # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to stderr
+    # when an interpreter is created, whatever TF_CPP_MIN_LOG_LEVEL says; a user runs
+    # commands without that variable set.
+    model = pathlib.Path(__file__).parent / "data" / "tiny_float.tflite"
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=rng.random((16, 8, 8, 1), dtype=np.float32), y=np.arange(16) % 4)
+    fast = ["--min_secs=0.1", "--max_secs=0.5", "--warmup_runs=1", "--warmup_min_secs=0"]
+    commands = [
+        ("evaluate", f"--model={model}", f"--data={data}", f"--reference={model}"),
+        ("check", f"--model={model}", f"--data={data}", "--min_accuracy=0",
+         "--max_latency_ms=1000", "--num_runs=5"),
+        ("benchmark", f"--model={model}", "--num_runs=5", *fast),
+        ("inspect", f"--model={model}"),
+        ("export", f"--model={model}", f"--output_dir={tmp_path / 'bundle'}"),
+        ("verify_bundle", str(tmp_path / "bundle")),
+        ("quantize", f"--model={model}", "--scheme=dynamic_wi8_afp32",
+         f"--output={tmp_path / 'q.tflite'}"),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    for module, *args in commands:
+        proc = subprocess.run(
+            [sys.executable, "-m", f"edgekit.cli.{module}", *args],
+            capture_output=True, text=True, timeout=600, env=env,
+        )  # fmt: skip
+        assert proc.returncode == 0, (module, proc.stderr)
+        said = proc.stdout + proc.stderr
+        assert "XNNPACK delegate" not in said and "INFO:" not in said, (module, said)
+
+
+def test_litert_info_lines_show_when_asked_for():
+    code = (
+        "from edgekit import runtime; import sys; runtime.LiteModel(sys.argv[1]); print('loaded')"
+    )
+    model = str(pathlib.Path(__file__).parent / "data" / "tiny_float.tflite")
+    for level, shown in (("0", True), ("3", False)):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=level)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, model], capture_output=True, text=True, env=env
+        )
+        assert proc.stdout.strip() == "loaded", proc.stderr
+        assert ("XNNPACK delegate" in proc.stderr) is shown, proc.stderr

@@ -1,12 +1,15 @@
 """Evaluation figures, and the example's conversion targets from the foundation issue."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
 
 from edgekit import convert, errors, evaluate
 from edgekit.config import ConvertConfig, EvaluateConfig
+
+DATA = pathlib.Path(__file__).parent / "data"
 
 
 def test_parity_figures_on_known_arrays():
@@ -92,3 +95,65 @@ def test_result_saves_evaluation_json_into_a_folder_and_refuses_to_overwrite(tmp
     with pytest.raises(errors.UserInputError, match="already exists"):
         result.save(tmp_path)
     result.save(tmp_path, overwrite=True)
+
+
+# -- a file that crashes the interpreter -------------------------------------------
+
+
+def test_a_file_that_crashes_the_interpreter_is_a_clear_error_and_the_caller_lives(
+    tmp_path, monkeypatch
+):
+    from _crash import checker_gap, crash_files
+
+    from edgekit import runtime
+
+    model, data = crash_files(tmp_path)
+    # edgekit's checks refuse this file before any interpreter sees it...
+    with pytest.raises(errors.UserInputError, match="subgraph_cycle"):
+        evaluate.evaluate(model, data)
+    # ...and a file they miss crashes a child process, not this one.
+    checker_gap(monkeypatch)
+    for given in (model, model.read_bytes()):
+        with pytest.raises(runtime.ModelCrashed, match="crashed the interpreter.*SIGSEGV") as e:
+            evaluate.evaluate(given, data)
+        assert isinstance(e.value, errors.UserInputError)
+        assert "separate process" in str(e.value) and "edgekit-inspect" in str(e.value)
+    # The same file as the reference of a good model: the same error, naming it.
+    good = DATA / "tiny_float.tflite"
+    with pytest.raises(runtime.ModelCrashed, match="crash.tflite crashed the interpreter"):
+        evaluate.evaluate(good, data, reference=model)
+    # This process is still here and still runs models.
+    assert evaluate.evaluate(good, data).num_samples == 16
+
+
+def test_edgekit_evaluate_on_a_crashing_file_exits_2_without_traceback(tmp_path):
+    from _crash import crash_files, run_command_with_checker_gap
+
+    model, data = crash_files(tmp_path)
+    proc = run_command_with_checker_gap(
+        "edgekit.cli.evaluate", ["edgekit-evaluate", f"--model={model}", f"--data={data}"]
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    said = " ".join(proc.stderr.split())  # one wrapped paragraph
+    assert said.startswith(f"error: The file {model} crashed the interpreter"), said
+    assert "SIGSEGV" in said and "separate process" in said
+
+
+def test_evaluation_of_a_file_runs_in_a_child_and_matches_the_in_process_run(tmp_path):
+    from edgekit import runtime
+
+    good = DATA / "tiny_float.tflite"
+    x = np.random.default_rng(1).random((100, 8, 8, 1), dtype=np.float32)
+    in_process = runtime.LiteModel(good).predict(x, batch_size=7)
+    np.testing.assert_array_equal(runtime.predict_isolated(good, x, batch_size=7), in_process)
+    # The data's own errors come back as the runtime words them.
+    with pytest.raises(errors.UserInputError, match="expects a batch of shape"):
+        runtime.predict_isolated(good, x[:, :4])
+
+
+def test_cosine_is_clipped_to_its_range():
+    a = np.array([[0.1, 0.2, 0.3000000000000001]] * 3)
+    p = evaluate.parity(a, a * (1 + 1e-16))
+    assert -1.0 <= p.cosine <= 1.0
+    assert evaluate.parity(a, -a).cosine >= -1.0

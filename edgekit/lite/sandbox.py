@@ -183,6 +183,82 @@ def _run_child(
         proc.wait()
 
 
+@dataclasses.dataclass(frozen=True)
+class ChildOutcome:
+    """How a child started by `run_python` ended.
+
+    `status` is "ok" (exit status 0), "exit" (another exit status), "crash" (killed by
+    a signal; `signal` names it, e.g. "SIGSEGV") or "timeout" (killed after `timeout`).
+    `stderr_tail` is the end of what the child printed on stderr.
+    """
+
+    status: str
+    returncode: int | None = None
+    signal: str | None = None
+    stderr_tail: str = ""
+
+
+def run_python(
+    args: Sequence[str],
+    *,
+    timeout: float | None = 600.0,
+    memory_limit_mb: int | None = 4096,
+) -> ChildOutcome:
+    """Runs `python <args>` in a fresh child process with a timeout and a memory cap.
+
+    For work that lets an interpreter run untrusted bytes beyond one inference on zeros
+    (an evaluation's whole data set, say): a crash or a hang ends the child, never the
+    caller. The child gets the caller's `edgekit` on its path, one BLAS thread, and a
+    quiet TensorFlow log level; its stdout is discarded, so it reports through files.
+
+    Args:
+      args: the arguments after the interpreter, e.g. ["-c", code, folder].
+      timeout: seconds before the child is killed ("timeout"); None for no limit.
+      memory_limit_mb: address-space cap of the child; None for no cap.
+
+    Returns:
+      A `ChildOutcome`. Never raises for what the child does.
+    """
+    root = str(pathlib.Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    def cap() -> None:  # runs in the child, before Python starts
+        if memory_limit_mb:
+            import resource
+
+            limit = memory_limit_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+            preexec_fn=cap,  # noqa: PLW1509 - only setrlimit, no locks taken
+        )
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            rc = None
+        err.seek(0)
+        tail = err.read()[-2000:].decode(errors="replace").strip()
+    if rc is None:
+        return ChildOutcome("timeout", None, None, tail)
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        return ChildOutcome("crash", rc, name, tail)
+    return ChildOutcome("ok" if rc == 0 else "exit", rc, None, tail)
+
+
 def _load_and_run(data: bytes) -> dict[str, Any]:
     """Loads a model and runs it once on zeros (in the forked case process)."""
     try:

@@ -7,16 +7,45 @@ commands (`edgekit.cli._common`) print their tables with the same `format_table`
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+# Headers whose last word is one of these name columns of durations in that unit;
+# `format_table` re-states each such column in the unit that suits its values.
+_TIME_UNITS = {"us": 1.0, "µs": 1.0, "ms": 1e3, "s": 1e6}  # in microseconds
+
 
 def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """A plain aligned table: left-aligned first column, the others right-aligned."""
-    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
+    """A plain aligned table: left-aligned first column, the others right-aligned.
+
+    Numbers print as plain decimals, never `7.1e+04`. A column whose header ends in a
+    unit of time (`p50 us`, `init ms`, `total s`) holds durations in that unit: it is
+    shown in one unit -- µs, ms or s, chosen from the column's largest value -- with
+    the same decimals on every row, and the header states the unit chosen.
+
+    Example:
+        >>> print(format_table([["a", 71234.0], ["b", 9.8]], ["model", "p50 us"]))
+        model  p50 ms
+        -----  ------
+        a      71.235
+        b       0.010
+    """
+    headers = [str(h) for h in headers]
+    body = [[_fmt(c) for c in r] for r in rows]
+    for i, h in enumerate(headers):
+        parts = h.rsplit(" ", 1)
+        if len(parts) == 2 and parts[1] in _TIME_UNITS:
+            column = _time_column([r[i] for r in rows], _TIME_UNITS[parts[1]])
+            if column is not None:
+                unit, cells = column
+                headers[i] = f"{parts[0]} {unit}"
+                for r, cell in zip(body, cells, strict=True):
+                    r[i] = cell
+    cells = [headers, *body]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = [
         "  ".join(
@@ -28,16 +57,53 @@ def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _as_float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _time_column(values: Sequence[Any], scale_us: float) -> tuple[str, list[str]] | None:
+    """One unit and one number of decimals for a column of durations; None if not numeric."""
+    us = [_as_float(v) for v in values]
+    if any(u is None and v not in (None, "-", "") for u, v in zip(us, values, strict=True)):
+        return None  # text in the column: leave it as it is
+    known = [abs(u) * scale_us for u in us if u is not None]
+    if not known:
+        return None
+    largest = max(known)
+    unit, div = ("µs", 1.0) if largest < 1e3 else ("ms", 1e3) if largest < 1e6 else ("s", 1e6)
+    smallest = min((k for k in known if k > 0), default=largest) / div
+    decimals = 0 if smallest >= 100 else 1 if smallest >= 10 else 2 if smallest >= 1 else 3
+    cells = ["-" if u is None else f"{u * scale_us / div:.{decimals}f}" for u in us]
+    return unit, cells
+
+
+def _plain(x: float) -> str:
+    """About four significant digits as a plain decimal: 71234, 12.35, 0.001234."""
+    if x == 0 or not math.isfinite(x):
+        return str(x) if not math.isfinite(x) else "0"
+    if abs(x) >= 1000:
+        return f"{x:.0f}"
+    decimals = min(8, max(0, 3 - math.floor(math.log10(abs(x)))))
+    text = f"{x:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return _plain(value)
     return str(value)
 
 
 def _num(x: float | None) -> str:
-    return "-" if x is None else f"{x:.4g}"
+    return "-" if x is None else _plain(x)
 
 
 def _short(name: str) -> str:
@@ -97,7 +163,7 @@ def format_result(result: Any) -> str:
                 r.memory.get("inference_added_mb"),
             ]
         )
-    lines.append("Steady-state latency (us):")
+    lines.append("Steady-state latency per inference:")
     lines.append(
         format_table(
             lat_rows,
@@ -105,14 +171,14 @@ def format_result(result: Any) -> str:
                 "model",
                 "threads",
                 "runs",
-                "mean",
-                "std",
-                "min",
-                "p50",
-                "p90",
-                "p95",
-                "p99",
-                "max",
+                "mean us",
+                "std us",
+                "min us",
+                "p50 us",
+                "p90 us",
+                "p95 us",
+                "p99 us",
+                "max us",
                 "inf/s",
             ],
         )
