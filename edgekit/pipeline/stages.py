@@ -24,8 +24,8 @@ from edgekit import benchmark, bundle, convert, evaluate, io, report
 from edgekit import config as config_lib
 from edgekit import data as data_lib
 from edgekit.lite import inspect as lite_inspect
-from edgekit.optimize import reports as optimize_report
 from edgekit.optimize import cluster, distill, prune, qat
+from edgekit.optimize import reports as optimize_report
 from edgekit.pipeline import summary as summary_lib
 from edgekit.pipeline.state import State
 
