@@ -37,6 +37,7 @@ __all__ = [
     "Equivalence",
     "EquivalenceError",
     "bridge_in",
+    "check_bridgeable",
     "check_equivalence",
     "is_keras3",
     "make_sample",
@@ -84,6 +85,24 @@ def _refuse_quantized(model: Any) -> None:
                 "edgekit-convert --mode=int8). "
                 + errors.received(layer=layer.name, quantization_mode=mode)
             )
+
+
+def check_bridgeable(model: Any, *, what: str = "The bridge") -> None:
+    """The cheap structural checks of `to_tf_keras`, before data is read or anything built.
+
+    Raises:
+      UserInputError: a subclassed Keras 3 model, or one quantized with
+        `model.quantize(...)`.
+    """
+    if forward.model_kind(model) == "subclassed":
+        raise errors.UserInputError(
+            f"{what} needs a Functional or Sequential Keras 3 model; {model.name!r} is a "
+            f"subclassed model ({type(model).__name__} with its own call()), whose graph is "
+            "Python code the Keras 3 bridge cannot read. Build it as a Functional model "
+            "(keras.Input(...) then layers) or a Sequential model, reusing your layers. "
+            + errors.received(model=model.name, model_class=type(model).__name__)
+        )
+    _refuse_quantized(model)
 
 
 def to_tf_keras(
