@@ -8,7 +8,9 @@ r"""edgekit-distill: train a small student on a frozen teacher's soft prediction
 `--student` is a model file or width:F (a thinner untrained copy of the teacher:
 every conv/dense width times F, output width kept). `--data` may be unlabelled
 (the soft-target term alone trains the student). With `--qat` the output is a QAT
-model: convert it with `edgekit-convert --mode=int8`.
+model: convert it with `edgekit-convert --mode=int8`. Teacher and student may be
+Keras 3 (checked Keras 3 bridge); a Keras 3 student, or a width:F student of a
+Keras 3 teacher, is saved as Keras 3 (without --qat; the QAT model is tf_keras).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def main(argv: Sequence[str]) -> None:
     from edgekit import data as data_lib
     from edgekit import io
     from edgekit.config import DistillConfig, PruneConfig, QATConfig
-    from edgekit.optimize import distill
+    from edgekit.optimize import distill, keras3
 
     if flags.FLAGS["model"].present:
         raise errors.UserInputError(
@@ -133,6 +135,8 @@ def main(argv: Sequence[str]) -> None:
         baseline=_BASELINE.value,
     )
     wrote = train.write_outputs(model, report)
+    if report.bridge:
+        print(keras3.describe(report.bridge))
     where = f"on {report.accuracy_on}" if report.accuracy_on else "(no labels to measure on)"
     rows = [
         ["teacher", report.teacher_params, report.teacher_accuracy],

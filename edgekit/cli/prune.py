@@ -4,8 +4,10 @@ r"""edgekit-prune: prune a Keras model with TF-MOT, fine-tune it, save it stripp
         --epochs=10 --output=pruned.keras [--json=report.json] [--m_by_n=2:4] \
         [--block_size=1x4] [--schedule=polynomial|constant] [--strategy=mirrored]
 
-The saved model loads with plain `tf_keras.models.load_model`; convert it with
-`edgekit-convert --sparse_weights`.
+The saved model is in the Keras it was given: a Keras 3 model goes through the
+checked Keras 3 bridge and comes back as Keras 3 (loads with plain
+`keras.saving.load_model`), a tf_keras one loads with plain
+`tf_keras.models.load_model`. Convert it with `edgekit-convert --sparse_weights`.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def _pair(flag: str, value: str | None, sep: str) -> tuple[int, int] | None:
 def main(argv: Sequence[str]) -> None:
     del argv
     from edgekit.config import PruneConfig
-    from edgekit.optimize import prune
+    from edgekit.optimize import keras3, prune
 
     fit = train.fit_config(prune.DEFAULT_FIT)
     config = PruneConfig(
@@ -96,6 +98,8 @@ def main(argv: Sequence[str]) -> None:
     stripped, report = prune.prune(model, config, data, fit=fit, val_data=val)
     if _COMPARE.value and train.is_chief():
         report = dataclasses.replace(report, tflite=prune.compare_sparse_encoding(stripped))
+    if report.bridge:
+        print(keras3.describe(report.bridge))
     if train.write_outputs(stripped, report):
         print(
             f"\nWrote {train.output_path()}"

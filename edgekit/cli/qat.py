@@ -4,6 +4,10 @@ Example:
     edgekit-qat --model=model.keras --data=train.npz --epochs=2 --output=qat.keras \\
         --json=qat.json
     edgekit-convert --model=qat.keras --mode=int8 --calibration_data=train.npz ...
+
+A Keras 3 model is trained through the checked Keras 3 bridge; the QAT model saved
+is tf_keras either way (TF-MOT's fake-quant wrappers exist only in tf_keras), and
+its deliverable is the int8 .tflite.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ _NO_REWRITE = flags.DEFINE_bool(
 def main(argv: Sequence[str]) -> None:
     del argv
     from edgekit import io
-    from edgekit.optimize import qat
+    from edgekit.optimize import keras3, qat
 
     config = QATConfig(
         preserve=_PRESERVE.value,
@@ -61,6 +65,8 @@ def main(argv: Sequence[str]) -> None:
         model, config, data, fit=train_flags.fit_config(), val_data=val
     )
     wrote = train_flags.write_outputs(qat_model, report)
+    if report.bridge:
+        print(keras3.describe(report.bridge))
     rows = [(d.name, d.type, d.status, d.reason) for d in report.float_layers()]
     print(
         f"QAT ({report.preserve}): {report.num_quantized} layers quantized, "

@@ -186,9 +186,14 @@ def cluster(
 ) -> tuple[Any, reports.ClusterReport]:
     """Clusters and fine-tunes a copy of `model`; returns it stripped, with a report.
 
+    A Keras 3 model goes through the checked Keras 3 bridge
+    (`edgekit.optimize.keras3`) and comes back as your own Keras 3 model holding
+    the clustered weights (saves as `.keras`, loads with plain Keras).
+
     Args:
-      model: a Functional or Sequential tf_keras model (or a path to one); it is
-        not changed. For sparsity-preserving clustering, pass a pruned model.
+      model: a Functional or Sequential model, tf_keras or Keras 3 (or a path to
+        one); it is not changed. For sparsity-preserving clustering, pass a pruned
+        model.
       config: clusters, centroid initialisation, per-channel, sparsity
         preservation, and which layers to cluster.
       data: labelled training data: an `edgekit.data.Dataset`, a tuple (x, y), or
@@ -198,16 +203,19 @@ def cluster(
       val_data: optional labelled validation data.
 
     Returns:
-      (the clustered model without clustering wrappers, a `ClusterReport`).
+      (the clustered model without clustering wrappers, in the Keras it was
+      given, a `ClusterReport`; its `bridge` holds the Keras 3 bridge's figures).
 
     Raises:
-      UserInputError: bad model (subclassed, already wrapped, Keras 3), data that
-        does not fit it, or no layer with more weights than clusters.
+      UserInputError: bad model (subclassed, already wrapped, a Keras 3 layer the
+        bridge cannot map or a mismatch past its tolerance), data that does not
+        fit it, or no layer with more weights than clusters.
 
     Example:
         >>> stripped, report = cluster(model, ClusterConfig(num_clusters=16), (x, y))
     """
     fit = fit or DEFAULT_FIT
-    model, (x, y) = technique.load_inputs(model, data, val_data, fit=fit, what="Clustering")
-    clustering = Clustering(model, config, log_dir=fit.log_dir)
-    return technique.run(clustering, (x, y), fit=fit, val_data=val_data)
+    bridged, (x, y) = technique.bridge_inputs(model, data, val_data, fit=fit, what="Clustering")
+    clustering = Clustering(bridged.model, config, log_dir=fit.log_dir)
+    stripped, report = technique.run(clustering, (x, y), fit=fit, val_data=val_data)
+    return technique.bridge_back(bridged, stripped, report, x)

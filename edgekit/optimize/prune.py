@@ -12,7 +12,9 @@ What edgekit adds around TF-MOT:
   of fewer steps);
 - the first layer and depthwise convolutions are left alone by default: they
   hold few weights and much of the accuracy;
-- the stripped model is a plain tf_keras model (loads without custom objects).
+- the stripped model is a plain model (loads without custom objects), in the
+  Keras it was given: Keras 3 models go through the checked bridge
+  (`edgekit.optimize.keras3`) and come back as Keras 3.
 
 Example:
     >>> stripped, report = edgekit.optimize.prune.prune(
@@ -233,9 +235,15 @@ def prune(
 ) -> tuple[Any, reports.PruneReport]:
     """Prunes and fine-tunes a copy of `model`; returns it stripped, with a report.
 
+    A Keras 3 model (`import keras`: a `.keras` file it saved, an in-memory model,
+    a `keras.applications` model) is translated to tf_keras by the checked Keras 3
+    bridge (`edgekit.optimize.keras3`) and the pruned result comes back as your own
+    Keras 3 model: plain layers holding the sparse weights, which saves as `.keras`
+    and loads with plain `keras.saving.load_model`.
+
     Args:
-      model: a Functional or Sequential tf_keras model (or a path to one); it is
-        not changed.
+      model: a Functional or Sequential model, tf_keras or Keras 3 (or a path to
+        one); it is not changed.
       config: target sparsity, schedule, structure and which layers to prune.
       data: labelled training data: an `edgekit.data.Dataset`, a tuple (x, y), or
         a path that `edgekit.data.load` reads.
@@ -244,19 +252,22 @@ def prune(
       val_data: optional labelled validation data.
 
     Returns:
-      (the pruned model without pruning wrappers, a `PruneReport`).
+      (the pruned model without pruning wrappers, in the Keras it was given, a
+      `PruneReport`; its `bridge` holds the Keras 3 bridge's figures).
 
     Raises:
-      UserInputError: bad model (subclassed, already wrapped, Keras 3), data that
-        does not fit it, no layer left to prune, or a schedule that cannot reach
-        its target in the number of steps.
+      UserInputError: bad model (subclassed, already wrapped, a Keras 3 layer the
+        bridge cannot map or a mismatch past its tolerance), data that does not
+        fit it, no layer left to prune, or a schedule that cannot reach its
+        target in the number of steps.
 
     Example:
         >>> stripped, report = prune(model, PruneConfig(target_sparsity=0.5), (x, y))
         >>> stripped.save("pruned.keras")
     """
     fit = fit or DEFAULT_FIT
-    model, (x, y) = technique.load_inputs(model, data, val_data, fit=fit, what="Pruning")
+    bridged, (x, y) = technique.bridge_inputs(model, data, val_data, fit=fit, what="Pruning")
+    model = bridged.model
     if config.xnnpack_policy:
         tfmot = _compat.tfmot()
         try:
@@ -270,7 +281,8 @@ def prune(
             ) from None
     _, total_steps = fit_lib.plan_steps(len(x), fit)
     pruning = Pruning(model, config, total_steps=total_steps, log_dir=fit.log_dir)
-    return technique.run(pruning, (x, y), fit=fit, val_data=val_data)
+    stripped, report = technique.run(pruning, (x, y), fit=fit, val_data=val_data)
+    return technique.bridge_back(bridged, stripped, report, x)
 
 
 def _time_invoke(data: bytes, *, runs: int, num_threads: int, use_xnnpack: bool) -> float:

@@ -338,8 +338,15 @@ def quantize_aware(
 ) -> tuple[Any, QATReport]:
     """Fine-tunes a copy of `model` with fake quantization; returns it ready for int8 convert.
 
+    A Keras 3 model (`import keras`) is translated to tf_keras by the checked Keras 3
+    bridge (`edgekit.optimize.keras3`) first, and the QAT model returned is a
+    tf_keras model either way: TF-MOT's fake-quantization wrappers exist only in
+    tf_keras (Keras 2), and the deliverable of QAT is the int8 `.tflite` that
+    `edgekit.convert` makes from it with the ranges it trained.
+
     Args:
-      model: a Functional or Sequential tf_keras model (never changed). For
+      model: a Functional or Sequential model, tf_keras or Keras 3, or a path to
+        one (never changed). For
         `preserve="sparsity"`/`"both"` pass the stripped pruned model; for
         `"clusters"`/`"both"` the stripped clustered one.
       config: the QAT options; None for the defaults.
@@ -349,12 +356,14 @@ def quantize_aware(
       val_data: optional labelled validation data.
 
     Returns:
-      (the QAT model, which `edgekit.convert` turns into a full-int8 `.tflite` and
-      which saves to a `.keras` file that plain `tf_keras.models.load_model` reads,
-      a `QATReport`).
+      (the QAT model, a tf_keras model (also for Keras 3 input), which
+      `edgekit.convert` turns into a full-int8 `.tflite` and which saves to a
+      `.keras` file that plain `tf_keras.models.load_model` reads, a `QATReport`;
+      its `bridge` holds the Keras 3 bridge's figures, None for tf_keras input).
 
     Raises:
-      UserInputError: a subclassed or already-wrapped model, a nested model, data
+      UserInputError: a subclassed or already-wrapped model, a nested model, a
+        Keras 3 layer the bridge cannot map or a mismatch past its tolerance, data
         without labels or of the wrong shape, or a config that excludes everything.
 
     Example:
@@ -373,18 +382,19 @@ def quantize_aware(
             f"{_WHAT} fine-tunes the model and needs labelled data: (x, y) arrays, an "
             "edgekit.data.Dataset or an .npz path. " + errors.received(data=None)
         )
-    layers_lib.check_functional(model, what=_WHAT)
-    x, y = fit_lib.as_arrays(data)
-    fit_lib.check_data_fits(model, x)
+    bridged, (x, y) = technique.bridge_inputs(model, data, val_data, fit=fit, what=_WHAT)
+    model = bridged.model
     if val_data is not None:
-        val_x, val_y = fit_lib.as_arrays(val_data, what="val_data")
-        fit_lib.check_data_fits(model, val_x, what="val_data")
-        val_data = (val_x, val_y)
+        val_data = fit_lib.as_arrays(val_data, what="val_data")
     qat = QuantizationAware(model, config, x, strategy=fit.strategy)
     # The loss is chosen from the caller's model: inside a QAT wrapper the output
     # activation is hidden, and a softmax output would be read as logits.
     loss, _, _, metrics = losses.choose_loss(model, y)
-    return technique.run(qat, (x, y), fit=fit, val_data=val_data, loss=loss, metrics=metrics)
+    qat_model, report = technique.run(
+        qat, (x, y), fit=fit, val_data=val_data, loss=loss, metrics=metrics
+    )
+    # No way back: TF-MOT's fake-quant wrappers exist only in tf_keras (see `Returns`).
+    return qat_model, dataclasses.replace(report, bridge=technique.bridge_figures(bridged))
 
 
 class QuantizationAware:

@@ -138,6 +138,9 @@ class PruneReport(Report):
       skipped: candidate layers left alone, with the reason.
       fit: the fine-tuning report.
       tflite: dense vs sparse-encoded `.tflite` size and latency, when measured.
+      bridge: None for a tf_keras model; for a Keras 3 model, the Keras 3 bridge's
+        figures: {"in": ..., "back": ...} (`keras3.BridgeReport.to_dict()`: max abs
+        error and cosine of outputs on the user's own training inputs).
     """
 
     technique: str
@@ -150,6 +153,7 @@ class PruneReport(Report):
     skipped: tuple[layers_lib.Skipped, ...]
     fit: fit_lib.FitReport
     tflite: dict[str, Any] | None = None
+    bridge: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +167,9 @@ class ClusterReport(Report):
       layers: per-layer kernel statistics, unique values included.
       skipped: candidate layers left alone, with the reason.
       fit: the fine-tuning report.
+      bridge: None for a tf_keras model; for a Keras 3 model, the Keras 3 bridge's
+        figures: {"in": ..., "back": ...} (`keras3.BridgeReport.to_dict()`: max abs
+        error and cosine of outputs on the user's own training inputs).
     """
 
     technique: str
@@ -171,6 +178,7 @@ class ClusterReport(Report):
     layers: tuple[LayerStats, ...]
     skipped: tuple[layers_lib.Skipped, ...]
     fit: fit_lib.FitReport
+    bridge: dict[str, Any] | None = None
 
 
 # ----------------------------------------------------------------------------
@@ -218,6 +226,9 @@ class QATReport(Report):
         (what the int8 file holds).
       weights: per-layer zeros and unique values of the fake-quantized kernels.
       fit: the fine-tuning report.
+      bridge: None for a tf_keras model; for a Keras 3 model {"in": the Keras 3
+        bridge's figures, "back": None}: the QAT model stays tf_keras (TF-MOT's
+        fake-quant wrappers exist only there), its deliverable is the int8 .tflite.
     """
 
     technique: str
@@ -231,6 +242,7 @@ class QATReport(Report):
     sparsity_after: float
     weights: tuple[dict[str, Any], ...]
     fit: fit_lib.FitReport | None
+    bridge: dict[str, Any] | None = None
 
     def float_layers(self) -> list[LayerDecision]:
         """The layers left float."""

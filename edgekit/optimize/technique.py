@@ -23,12 +23,14 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from edgekit import config as config_lib
 from edgekit import errors, io
 from edgekit.optimize import fit as fit_lib
+from edgekit.optimize import keras3
 from edgekit.optimize import layers as layers_lib
 from edgekit.optimize import strategy as strategy_lib
 
@@ -99,30 +101,107 @@ def run(
     return technique.finish(trained, fit_report)
 
 
-def load_inputs(
+# Samples of the user's own training data on which every bridge translation is
+# checked (`keras3.check_equivalence`): real inputs exercise the ranges the model
+# sees, which random ones may not.
+BRIDGE_SAMPLES = 32
+
+
+def check_model(source: Any, *, what: str) -> Any:
+    """Loads a model (path or object) and refuses, cheaply, what no technique can take.
+
+    Returns:
+      The loaded model: tf_keras (Functional or Sequential, without TF-MOT
+      wrappers) or Keras 3 (Functional or Sequential, not `model.quantize`d).
+    """
+    model = io.load_model(source)
+    if keras3.is_keras3(model):
+        keras3.check_bridgeable(model, what=what)
+    else:
+        layers_lib.check_functional(model, what=what)
+    return model
+
+
+def bridge_model(model: Any, x: Any, *, what: str) -> keras3.Bridged:
+    """Translates a loaded Keras 3 model to tf_keras, checked on the first samples of `x`.
+
+    A tf_keras model passes through (`Bridged.report` None). A model loaded from a
+    path went through safe mode (`io.load_model` refuses `Lambda` files), so the
+    bridge translates the `Lambda` layers an in-memory model may hold: they are the
+    caller's own code, or a file they chose to load with safe_mode=False.
+    """
+    bridged = keras3.bridge_in(model, safe_mode=False, sample=x[:BRIDGE_SAMPLES])
+    if bridged.keras3:
+        layers_lib.check_functional(bridged.model, what=what)
+    return bridged
+
+
+def bridge_inputs(
     model: Any, data: Any, val_data: Any, *, fit: config_lib.FitConfig, what: str
-) -> tuple[Any, tuple[Any, Any]]:
-    """The set-up prune and cluster share, before any long work.
+) -> tuple[keras3.Bridged, tuple[Any, Any]]:
+    """The set-up every technique shares, before any long work; takes Keras 3 too.
 
     Starts the strategy first (a multi-worker strategy must exist before TensorFlow
     runs any op), loads and checks the model, reads the data and checks that it and
-    `val_data` fit the model.
+    `val_data` fit the model. A Keras 3 model is then translated into tf_keras by
+    the bridge (`bridge_model`), checked on the first `BRIDGE_SAMPLES` training
+    inputs.
 
     Returns:
-      (the loaded model, (x, y)).
+      (a `keras3.Bridged`: `.model` is the tf_keras model the technique takes,
+      `.back(result)` the way back to the user's Keras; (x, y)).
 
     Raises:
-      UserInputError: a model the technique cannot take, data that does not fit.
+      UserInputError: a model the technique cannot take (subclassed, wrapped, a
+        Keras 3 layer or op the bridge cannot map, a Keras 3 quantized model), data
+        that does not fit, or a bridge mismatch past `keras3.TOLERANCE`
+        (`keras3.EquivalenceError`).
     """
     strategy_lib.get_strategy(fit.strategy)
-    model = io.load_model(model)
-    layers_lib.check_functional(model, what=what)
+    model = check_model(model, what=what)
     x, y = fit_lib.as_arrays(data)
     fit_lib.check_data_fits(model, x)
     if val_data is not None:
         val_x = fit_lib.as_arrays(val_data, what="val_data")[0]
         fit_lib.check_data_fits(model, val_x, what="val_data")
-    return model, (x, y)
+    return bridge_model(model, x, what=what), (x, y)
+
+
+def load_inputs(
+    model: Any, data: Any, val_data: Any, *, fit: config_lib.FitConfig, what: str
+) -> tuple[Any, tuple[Any, Any]]:
+    """`bridge_inputs`, returning the (tf_keras) model alone.
+
+    Returns:
+      (the loaded model, translated to tf_keras if it was Keras 3, (x, y)).
+    """
+    bridged, xy = bridge_inputs(model, data, val_data, fit=fit, what=what)
+    return bridged.model, xy
+
+
+def bridge_figures(
+    bridged: keras3.Bridged, back: keras3.BridgeReport | None = None
+) -> dict[str, Any] | None:
+    """The `bridge` entry of a technique's report: None for a tf_keras model.
+
+    Returns:
+      {"in": the way in's `BridgeReport.to_dict()`, "back": the way back's, or None
+      when the result stays tf_keras (QAT)}.
+    """
+    if not bridged.keras3:
+        return None
+    return {"in": bridged.report.to_dict(), "back": None if back is None else back.to_dict()}
+
+
+def bridge_back(bridged: keras3.Bridged, result: Any, report: Any, x: Any) -> tuple[Any, Any]:
+    """Gives a technique's stripped result back in the user's Keras, with the figures.
+
+    A Keras 3 input comes back as a Keras 3 clone of the user's model holding the
+    trained weights (checked on the first `BRIDGE_SAMPLES` of `x`); a tf_keras input
+    is returned as is. The report gains `bridge` (see `bridge_figures`).
+    """
+    mine, back = bridged.back(result, sample=x[:BRIDGE_SAMPLES])
+    return mine, dataclasses.replace(report, bridge=bridge_figures(bridged, back))
 
 
 def select_or_raise(

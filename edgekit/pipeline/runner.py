@@ -36,7 +36,7 @@ def _check_recipe_fits(recipe: config_lib.Recipe, model: Any, train: data_lib.Da
         data_lib.check_inputs(train.x, shapes[0], what="training data")
     needs_training = any(getattr(recipe, t.name) is not None for t in stages_lib.TECHNIQUES)
     if needs_training:
-        io.require_tf_keras(model, what="The recipe's training-time stages")
+        stages_lib.check_trainable(model, train.x)  # Keras 3 too: bridged, checked
         if train.y is None and recipe.distill is None:
             raise errors.UserInputError(
                 "The recipe fine-tunes the model (pruning, clustering or QAT), which needs "

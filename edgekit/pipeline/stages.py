@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import benchmark, bundle, convert, evaluate, io, report
+from edgekit import _compat, benchmark, bundle, convert, evaluate, io, report
 from edgekit import config as config_lib
 from edgekit import data as data_lib
 from edgekit.lite import inspect as lite_inspect
-from edgekit.optimize import cluster, distill, prune, qat
+from edgekit.optimize import cluster, distill, keras3, prune, qat, technique
 from edgekit.optimize import reports as optimize_report
 from edgekit.pipeline import summary as summary_lib
 from edgekit.pipeline.state import State
@@ -72,7 +72,79 @@ class Context:
         return self.state.file("baseline_float32.tflite")
 
     def summary(self) -> report.Summary:
-        return summary_lib.build(self.recipe, self.model, self.state.finished, self.reports)
+        summary = summary_lib.build(self.recipe, self.model, self.state.finished, self.reports)
+        keras = keras_summary(self.model, self.reports)
+        if keras is None:
+            return summary
+        return dataclasses.replace(summary, keras=keras, notes=(*summary.notes, keras["note"]))
+
+
+def keras_summary(model: Any, reports: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary's `keras` entry for a Keras 3 input model; None for tf_keras.
+
+    Which Keras `optimized.keras` is (Keras 3 after prune, cluster or distill; the
+    tf_keras QAT model after QAT: TF-MOT's fake-quant wrappers exist only in
+    tf_keras, and the deliverable is the int8 .tflite), and each training stage's
+    Keras 3 bridge figures (max abs error and cosine on the training inputs).
+    """
+    if not keras3.is_keras3(model):
+        return None
+    trained = [t.name for t in TECHNIQUES if t.name in reports]
+    flavour = "tf_keras" if trained and trained[-1] == "qat" else "keras3"
+    bridges = {name: reports[name].get("bridge") for name in trained}
+    figures = "; ".join(
+        f"{name} {way} max abs error {eq['max_abs_error']:.3g}, cosine {eq['cosine']:.6f}"
+        for name, bridge in bridges.items()
+        for way, eq in _bridge_equivalences(bridge)
+    )
+    note = (
+        f"The input model was Keras 3 (keras {_compat.keras3().__version__}); "
+        + (
+            f"its training stages ran on a tf_keras twin made by edgekit's checked Keras 3 "
+            f"bridge ({figures}). "
+            if trained
+            else ""
+        )
+        + (
+            "optimized.keras is the tf_keras QAT model (TF-MOT's fake-quant wrappers exist "
+            "only in tf_keras; the int8 .tflite is the deliverable)."
+            if flavour == "tf_keras"
+            else "optimized.keras is a Keras 3 model (loads with plain keras.saving.load_model)."
+        )
+    )
+    return {
+        "input": "keras3",
+        "keras_version": _compat.keras3().__version__,
+        "optimized_keras": flavour,
+        "bridge": bridges,
+        "note": note,
+    }
+
+
+def _bridge_equivalences(bridge: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(label, equivalence) of every translation a stage's `bridge` entry records."""
+    if not isinstance(bridge, dict):
+        return []
+    if "in" not in bridge:  # distillation: a teacher and a student entry
+        return [
+            (f"{who} {way}", eq)
+            for who in ("teacher", "student")
+            for way, eq in _bridge_equivalences(bridge.get(who))
+        ]
+    return [(way, bridge[way]["equivalence"]) for way in ("in", "back") if bridge.get(way)]
+
+
+def check_trainable(model: Any, x: Any) -> None:
+    """Refuses, before anything is written, a model no training-time stage can take.
+
+    A Keras 3 model is translated once by the Keras 3 bridge on the first training
+    inputs (what each stage does again), so an unmappable layer or a mismatch stops
+    the run here; a tf_keras model must be Functional or Sequential, unwrapped.
+    """
+    what = "The recipe's training-time stages"
+    if not keras3.is_keras3(model):
+        io.require_tf_keras(model, what=what)
+    technique.bridge_model(technique.check_model(model, what=what), x, what=what)
 
 
 # -- the training-time techniques: one runner, one row each --------------------------
@@ -95,7 +167,8 @@ class Technique:
 def _distill(
     model: Any, recipe: config_lib.Recipe, data: Any, *, fit: config_lib.FitConfig, val_data: Any
 ) -> tuple[Any, Any]:
-    student = distill.resolve_student(recipe.distill_student, model, seed=fit.seed or 0)
+    # distill() builds or loads the student itself (after bridging a Keras 3 teacher).
+    student = recipe.distill_student
     return distill.distill(model, student, recipe.distill, data, fit=fit, val_data=val_data)
 
 

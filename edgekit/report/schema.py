@@ -222,6 +222,8 @@ class Summary:
       notes: sentences shown at the end.
       created: when the run happened (ISO 8601).
       variants: extra columns beside the original and the result.
+      keras: for a Keras 3 input model, which Keras each model was and the Keras 3
+        bridge's equivalence figures per training stage; None (left out) otherwise.
     """
 
     # In the order of the pipeline's summary and manifest.json.
@@ -240,6 +242,7 @@ class Summary:
     notes: tuple[str, ...] = ()
     created: str | None = dataclasses.field(default=None, metadata=_OPTIONAL)
     variants: tuple[ModelFigures, ...] = dataclasses.field(default=(), metadata=_OPTIONAL)
+    keras: Mapping[str, Any] | None = dataclasses.field(default=None, metadata=_OPTIONAL)
 
     def __post_init__(self) -> None:
         # A column without a name is called by its role.

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from edgekit import config as config_lib
-from edgekit import errors, io
+from edgekit import errors
 from edgekit.optimize import fit as fit_lib
+from edgekit.optimize import keras3, reports, technique
 from edgekit.optimize import layers as layers_lib
-from edgekit.optimize import reports
 from edgekit.optimize import strategy as strategy_lib
 from edgekit.optimize.distill import inputs as inputs_lib
 from edgekit.optimize.distill import student as student_lib
@@ -46,6 +46,9 @@ class DistillReport(reports.Report):
       float_accuracy: with QAT, the distilled float student's accuracy before QAT.
       prune / qat: the pruning and QAT reports of the composed steps, or None.
       fit: the report of the distillation run; qat_fit of the QAT run.
+      bridge: None when teacher and student are tf_keras; else the Keras 3 bridge's
+        figures: {"teacher": {"in": ..., "back": None}, "student": {"in": ...,
+        "back": ...} or None (a width:F student with QAT stays tf_keras)}.
     """
 
     technique: str
@@ -67,6 +70,7 @@ class DistillReport(reports.Report):
     qat: Any
     fit: fit_lib.FitReport
     qat_fit: fit_lib.FitReport | None = None
+    bridge: dict[str, Any] | None = None
 
 
 def _accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
@@ -137,13 +141,35 @@ def distill(
             + errors.received(data=None)
         )
     strategy_lib.get_strategy(fit.strategy)  # before any TensorFlow op (multi_worker needs it)
-    teacher = io.load_model(teacher)
-    layers_lib.check_functional(teacher, what=inputs_lib.WHAT)
-    student = student_lib.resolve_student(student, teacher, seed=fit.seed or 0)
-    layers_lib.check_functional(student, what=inputs_lib.WHAT)
+    what = inputs_lib.WHAT
+    teacher = technique.check_model(teacher, what=what)
+    built = isinstance(student, str) and student.startswith("width:")
+    if not built:
+        student = technique.check_model(student, what=what)
+    x, y = inputs_lib.read_inputs(data, what="data")
+    # Keras 3 teacher or student: each goes through the checked bridge, on the first
+    # samples of the user's data (the teacher's targets come from its tf_keras twin,
+    # the same function to 1e-5; `teacher_targets` needs a tf_keras graph to read
+    # features and logits from).
+    fit_lib.check_data_fits(teacher, x)
+    teacher_bridge = technique.bridge_model(teacher, x, what=what)
+    teacher = teacher_bridge.model
+    student_bridge = None
+    if built:
+        student = student_lib.resolve_student(student, teacher, seed=fit.seed or 0)
+        if teacher_bridge.keras3 and qat is None:
+            # The user's Keras back: a Keras 3 twin of the untrained student, made now
+            # so that a student the bridge cannot carry back is refused before training.
+            twin, _ = keras3.to_keras3(student, sample=x[: technique.BRIDGE_SAMPLES])
+            student_bridge = keras3.bridge_in(twin, sample=x[: technique.BRIDGE_SAMPLES])
+            student = student_bridge.model
+    else:
+        fit_lib.check_data_fits(student, x)
+        student_bridge = technique.bridge_model(student, x, what=what)
+        student = student_bridge.model
+    layers_lib.check_functional(student, what=what)
     inputs_lib.check_models(teacher, student, config)
     num_classes = int(teacher.output_shape[-1])
-    x, y = inputs_lib.read_inputs(data, what="data")
     fit_lib.check_data_fits(student, x)
     y = None if y is None else inputs_lib.class_ids(y, num_classes, what="data")
     if y is not None and not np.any(y >= 0):
@@ -250,4 +276,41 @@ def distill(
         fit=fit_report,
         qat_fit=qat_fit_report,
     )
-    return distilled, report
+    back = None
+    if student_bridge is not None and student_bridge.keras3 and qat is None:
+        distilled, back = student_bridge.back(
+            unsplit(distilled, student), sample=x[: technique.BRIDGE_SAMPLES]
+        )
+    return distilled, dataclasses.replace(
+        report, bridge=_bridge_figures(teacher_bridge, student_bridge, back)
+    )
+
+
+def unsplit(trained: Any, student: Any) -> Any:
+    """A copy of `student` (as given) holding the weights of its trained split copy.
+
+    `student.split_softmax` trains a softmax head as a linear `<name>_logits` layer
+    and a `Softmax` named `<name>`; the way back to Keras 3 needs the student's own
+    layers, so the head takes the `_logits` layer's weights.
+    """
+    by_name = {layer.name: layer for layer in layers_lib.iter_layers(trained)}
+    copy = layers_lib.clone(student)
+    for layer in layers_lib.iter_layers(copy):
+        if not layer.weights:
+            continue
+        source = by_name.get(layer.name)
+        if source is None or not source.weights:
+            source = by_name[f"{layer.name}_logits"]
+        layer.set_weights(source.get_weights())
+    return copy
+
+
+def _bridge_figures(
+    teacher: keras3.Bridged, student: keras3.Bridged | None, back: keras3.BridgeReport | None
+) -> dict[str, Any] | None:
+    if not teacher.keras3 and not (student is not None and student.keras3):
+        return None
+    return {
+        "teacher": technique.bridge_figures(teacher),
+        "student": None if student is None else technique.bridge_figures(student, back),
+    }

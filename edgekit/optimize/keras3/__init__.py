@@ -37,7 +37,9 @@ __all__ = [
     "Equivalence",
     "EquivalenceError",
     "bridge_in",
+    "check_bridgeable",
     "check_equivalence",
+    "describe",
     "is_keras3",
     "make_sample",
     "to_keras3",
@@ -84,6 +86,62 @@ def _refuse_quantized(model: Any) -> None:
                 "edgekit-convert --mode=int8). "
                 + errors.received(layer=layer.name, quantization_mode=mode)
             )
+
+
+def check_bridgeable(model: Any, *, what: str = "The bridge") -> None:
+    """The cheap structural checks of `to_tf_keras`, before data is read or anything built.
+
+    Raises:
+      UserInputError: a subclassed Keras 3 model, or one quantized with
+        `model.quantize(...)`.
+    """
+    if forward.model_kind(model) == "subclassed":
+        raise errors.UserInputError(
+            f"{what} needs a Functional or Sequential Keras 3 model; {model.name!r} is a "
+            f"subclassed model ({type(model).__name__} with its own call()), whose graph is "
+            "Python code the Keras 3 bridge cannot read. Build it as a Functional model "
+            "(keras.Input(...) then layers) or a Sequential model, reusing your layers. "
+            + errors.received(model=model.name, model_class=type(model).__name__)
+        )
+    _refuse_quantized(model)
+
+
+def describe(figures: dict[str, Any] | None) -> str:
+    """One sentence for a report's `bridge` entry (what the commands print); "" for None.
+
+    Example:
+        >>> print(describe(report.bridge))
+        Keras 3 bridge: in max abs error 0 (cosine 1.000000, 32 samples); back ...
+    """
+    parts: list[str] = []
+
+    def walk(entry: Any, label: str) -> None:
+        if not isinstance(entry, dict):
+            return
+        if "equivalence" in entry:
+            eq = entry["equivalence"]
+            parts.append(
+                f"{label} max abs error {eq['max_abs_error']:.3g} (cosine "
+                f"{eq['cosine']:.6f}, {eq['samples']} samples)"
+            )
+            return
+        for key, value in entry.items():
+            walk(value, f"{label} {key}".strip())
+
+    walk(figures, "")
+    if not parts:
+        return ""
+    stays = isinstance(figures, dict) and figures.get("back", 0) is None
+    return (
+        "Keras 3 bridge: "
+        + "; ".join(parts)
+        + (
+            " (the result stays tf_keras: TF-MOT's fake-quant wrappers exist only there)"
+            if stays
+            else ""
+        )
+        + "."
+    )
 
 
 def to_tf_keras(
