@@ -103,11 +103,12 @@ class CheckReport(io.SavesJson):
         lines = [r.format() for r in self.results]
         lines += [f"WARNING: {w}" for w in self.warnings]
         ran = [r for r in self.results if r.passed is not None]
+        noted = f" ({len(self.warnings)} warning(s) above)" if self.warnings else ""
         if self.passed:
-            lines.append(f"All {len(ran)} checks passed.")
+            lines.append(f"All {len(ran)} checks passed{noted}.")
         else:
             names = ", ".join(r.name for r in self.failures)
-            lines.append(f"{len(self.failures)} of {len(ran)} checks failed: {names}.")
+            lines.append(f"{len(self.failures)} of {len(ran)} checks failed: {names}{noted}.")
         return "\n".join(lines)
 
 

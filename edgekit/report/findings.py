@@ -61,18 +61,22 @@ def cause(model: str | os.PathLike | bytes | None) -> tuple[str, list[str]]:
     if fit.quantize_ops or fit.dequantize_ops:
         seen.append(f"{fit.quantize_ops} QUANTIZE and {fit.dequantize_ops} DEQUANTIZE op(s)")
     if fit.free_batch:
-        seen.append("a free batch dimension (Reshape shapes computed at run time)")
+        seen.append("a free batch dimension")
+    runtime_shapes = any(
+        n.startswith(("SHAPE ", "PACK ")) or "computed at run time" in n for n in fit.not_taken
+    )
     tries = []
-    if fit.free_batch:
+    if fit.free_batch and runtime_shapes:
         tries.append(
             "fix the batch dimension at conversion (--batch_size=1, ConvertConfig(batch_size=1))"
         )
     if fit.int16_activations:
-        tries.append(
+        tries += [
             "int8 or float16 instead of int16x8 (XNNPack has no int16 kernels, so every op "
-            "runs on the reference kernels)"
-        )
-    if fit.quantize_ops or fit.dequantize_ops:
+            "runs on the reference kernels)",
+            "keep float32 on this CPU",
+        ]
+    elif fit.quantize_ops or fit.dequantize_ops:
         tries += [
             "keep float32 on this CPU (on a model this small the (de)quantize steps and "
             "partition hand-offs can cost more than int8 saves)",
