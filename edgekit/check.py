@@ -307,7 +307,10 @@ def _against_original(
     # The original as float32 with the same batch setting, so only the optimization differs.
     first = lite_inspect.inspect_model(blob).inputs[0]["shape_signature"]
     fixed = first[0] if first and first[0] > 0 else None
-    original = convert.convert(reference, ConvertConfig(batch_size=fixed))
+    try:
+        original = convert.convert(reference, ConvertConfig(batch_size=fixed))
+    except errors.UserInputError:  # a SavedModel keeps its own batch dimension
+        original = convert.convert(reference, ConvertConfig())
     figures = [{"size_bytes": original.size_bytes}, {"size_bytes": len(blob)}]
     ratios["size"] = len(blob) / original.size_bytes
     samples = None
