@@ -441,8 +441,9 @@ def delegate_fit(model: str | os.PathLike | bytes) -> DelegateFit:
     """Which ops of a `.tflite` file XNNPack leaves out, and how many partitions that makes.
 
     Beyond `ModelReport.xnnpack_unsupported` (op types XNNPack has no kernel for), a
-    RESHAPE whose new shape is computed at run time and every op on int16 tensors are
-    counted as not taken: XNNPack needs static shapes and has no int16 kernels.
+    RESHAPE whose new shape is computed at run time, an op computing on int32 tensors
+    (shape arithmetic) and every op on int16 tensors are counted as not taken: XNNPack
+    needs static shapes and has no int16 or int32 kernels for these ops.
     """
     r = inspect_model(model)
     consts = {(t["subgraph"], t["index"]): t["constant"] for t in r.tensors}
@@ -460,6 +461,8 @@ def delegate_fit(model: str | os.PathLike | bytes) -> DelegateFit:
             reason = "shape computed at run time"
         elif any(dtypes.get(t) == "int16" for t in ts):
             reason = "int16 tensors"
+        elif any(dtypes.get(t) in ("int32", "int64") and not consts.get(t) for t in ts):
+            reason = "computes on int32 shapes"
         if reason:
             not_taken.append(f"{name} ({reason})")
             in_run = False
