@@ -79,6 +79,7 @@ class CheckReport(io.SavesJson):
 
     model: str
     results: tuple[CheckResult, ...]
+    warnings: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -94,17 +95,20 @@ class CheckReport(io.SavesJson):
             "model": self.model,
             "passed": self.passed,
             "checks": [r.to_dict() for r in self.results],
+            "warnings": list(self.warnings),
         }
 
     def format(self) -> str:
         """One line per check, then the verdict."""
         lines = [r.format() for r in self.results]
+        lines += [f"WARNING: {w}" for w in self.warnings]
         ran = [r for r in self.results if r.passed is not None]
+        noted = f" ({len(self.warnings)} warning(s) above)" if self.warnings else ""
         if self.passed:
-            lines.append(f"All {len(ran)} checks passed.")
+            lines.append(f"All {len(ran)} checks passed{noted}.")
         else:
             names = ", ".join(r.name for r in self.failures)
-            lines.append(f"{len(self.failures)} of {len(ran)} checks failed: {names}.")
+            lines.append(f"{len(self.failures)} of {len(ran)} checks failed: {names}{noted}.")
         return "\n".join(lines)
 
 
@@ -276,7 +280,60 @@ def run_checks(
         max_accuracy_drop=max_accuracy_drop,
     )
     results.append(_latency_check(blob, max_latency_ms, num_threads=num_threads, num_runs=num_runs))
-    return CheckReport(model=name, results=tuple(results))
+    warnings = _against_original(
+        blob, reference, results, latency=max_latency_ms is not None, num_threads=num_threads
+    )
+    return CheckReport(model=name, results=tuple(results), warnings=tuple(warnings))
+
+
+def _against_original(
+    blob: bytes, reference: Any, results: list[CheckResult], *, latency: bool, num_threads: int
+) -> list[str]:
+    """Warnings where the file is worse than its Keras model as float32 `.tflite`.
+
+    Needs `reference`; the latency comparison (interleaved, in one child process) runs
+    only when a latency limit was given, since it takes a few seconds.
+    """
+    if reference is None:
+        return []
+    from edgekit import convert
+    from edgekit.config import ConvertConfig
+    from edgekit.lite import inspect as lite_inspect
+    from edgekit.report import findings
+
+    ratios: dict[str, Any] = {}
+    for r in results:
+        if r.name == "accuracy_drop" and r.measured is not None:
+            ratios["accuracy_drop_points"] = r.measured
+    # The original as float32 with the same batch setting, so only the optimization differs.
+    first = lite_inspect.inspect_model(blob).inputs[0]["shape_signature"]
+    fixed = first[0] if first and first[0] > 0 else None
+    try:
+        original = convert.convert(reference, ConvertConfig(batch_size=fixed))
+    except errors.UserInputError:  # a SavedModel keeps its own batch dimension
+        original = convert.convert(reference, ConvertConfig())
+    figures = [{"size_bytes": original.size_bytes}, {"size_bytes": len(blob)}]
+    ratios["size"] = len(blob) / original.size_bytes
+    samples = None
+    if latency:
+        cfg = benchmark.BenchmarkConfig(num_threads=num_threads, num_runs=200, max_secs=20)
+        compared = benchmark.compare([original.tflite_bytes, blob], cfg)
+        rows = compared.rows
+        ratios["latency"] = compared.ratios[-1]
+        samples = {"original": rows[0].samples_us or [], "result": rows[1].samples_us or []}
+        for f, row in zip(figures, rows, strict=True):
+            f["latency_us"] = row.latency_us
+    threshold = next(
+        (r.limit for r in results if r.name == "accuracy_drop" and r.limit is not None), 1.0
+    )
+    return findings.warnings_for(
+        original=figures[0],
+        result=figures[1],
+        ratios=ratios,
+        samples_us=samples,
+        model=blob,
+        max_accuracy_drop=threshold,
+    )
 
 
 def _skipped(name: str) -> CheckResult:

@@ -219,3 +219,35 @@ def test_a_file_that_crashes_the_interpreter_is_a_clear_error_and_the_caller_liv
             check.run_checks(given, data, min_accuracy=0.1)
     # The caller lives on: the size check (no run) still works here.
     assert check.run_checks(model, max_size_kb=100).passed
+
+
+def test_a_result_slower_or_less_accurate_than_the_original_is_said(workdir, tmp_path):
+    from edgekit import convert
+
+    # int16x8 runs on the reference kernels (XNNPack has no int16 kernels): at 32x32 the
+    # tiny model takes ~15x its float32 time on this machine, far outside the noise.
+    model = make_tiny_model(0, input_shape=(32, 32, 1))
+    x = np.random.default_rng(0).random((64, 32, 32, 1), dtype=np.float32)
+    slow = convert.convert(model, ConvertConfig(mode="int16x8"), calibration_data=x)
+    report = check.run_checks(slow.tflite_bytes, reference=model, max_latency_ms=1000)
+    assert report.passed and report.warnings
+    assert report.warnings[0].startswith("The result is SLOWER than the original")
+    assert "int16 tensors" in report.warnings[0] and "Worth trying" in report.warnings[0]
+    lines = report.format().splitlines()
+    assert lines[-2].startswith("WARNING: The result is SLOWER")
+    assert lines[-1] == "All 1 checks passed (1 warning(s) above)."
+    assert report.to_dict()["warnings"] == list(report.warnings)
+    # A real accuracy drop gets its warning too, next to the failed check.
+    drop = check.run_checks(
+        workdir / "other.tflite",
+        workdir / "test.npz",
+        reference=workdir / "model.keras",
+        max_accuracy_drop=1.0,
+    )
+    assert any(w.startswith("The result is LESS ACCURATE") for w in drop.warnings)
+    # The same model as float32: nothing is worse, nothing is said.
+    same = check.run_checks(
+        workdir / "good.tflite", reference=workdir / "model.keras", max_latency_ms=1000
+    )
+    assert same.warnings == () and "WARNING" not in same.format()
+    assert same.to_dict()["warnings"] == []

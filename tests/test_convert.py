@@ -192,3 +192,56 @@ def test_convert_command_says_which_granularity_it_kept(tiny_model, tiny_data, t
 def test_choose_granularity_needs_an_int8_mode():
     with pytest.raises(errors.UserInputError, match="choose_granularity.*int8"):
         ConvertConfig(mode="float16", choose_granularity=True)
+
+
+def _reshape_model():
+    """The TF-MOT pruning tutorial's shape: Reshape -> Conv2D -> MaxPool -> Flatten -> Dense."""
+    import tf_keras as k
+
+    k.utils.set_random_seed(0)
+    return k.Sequential(
+        [
+            k.layers.InputLayer(input_shape=(12, 12)),
+            k.layers.Reshape((12, 12, 1)),
+            k.layers.Conv2D(4, 3, activation="relu"),
+            k.layers.MaxPooling2D(2),
+            k.layers.Flatten(),
+            k.layers.Dense(3),
+        ]
+    )
+
+
+@pytest.mark.parametrize("mode", ["float32", "int8"])
+def test_fixed_batch_removes_run_time_shape_ops_and_keeps_the_outputs(mode):
+    from edgekit.lite import inspect
+
+    model = _reshape_model()
+    x = np.random.default_rng(0).random((37, 12, 12), dtype=np.float32)
+    cal = x if mode == "int8" else None
+    free = convert.convert(model, ConvertConfig(mode=mode), calibration_data=cal)
+    fixed = convert.convert(model, ConvertConfig(mode=mode, batch_size=1), calibration_data=cal)
+    free_fit, fixed_fit = (
+        inspect.delegate_fit(free.tflite_bytes),
+        inspect.delegate_fit(fixed.tflite_bytes),
+    )
+    # The free batch is the default (what the Keras model has), and it costs run-time ops.
+    assert free_fit.free_batch and {"SHAPE", "PACK"} <= {n.split()[0] for n in free_fit.not_taken}
+    assert "STRIDED_SLICE (computes on int32 shapes)" in free_fit.not_taken
+    # int8: QUANTIZE, then the shape ops, then the rest: the delegate is split in two.
+    assert free_fit.partitions == (2 if mode == "int8" else 1)
+    ops = inspect.inspect_model(fixed.tflite_bytes).op_counts
+    assert not {"SHAPE", "PACK", "STRIDED_SLICE"} & set(ops), ops
+    assert fixed_fit.not_taken == () and fixed_fit.partitions == 1 and not fixed_fit.free_batch
+    lm = runtime.LiteModel(fixed.tflite_bytes)
+    assert lm.inputs[0].shape_signature[0] == 1
+    # All 37 samples run on the batch-1 file, and agree with the free-batch file.
+    np.testing.assert_allclose(
+        lm.predict(x), runtime.LiteModel(free.tflite_bytes).predict(x), rtol=1e-5, atol=1e-5
+    )
+    assert fixed.converter_settings["batch_size"] == 1
+
+
+def test_batch_size_is_checked():
+    with pytest.raises(errors.UserInputError, match="batch_size"):
+        ConvertConfig(batch_size=0)
+    assert ConvertConfig().batch_size is None

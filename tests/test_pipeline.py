@@ -226,3 +226,59 @@ def test_recipe_docs_are_current_and_document_every_field():
     for line in text.splitlines():
         if line.startswith("| `") and line.count("|") == 5:
             assert not line.rstrip().endswith("|  |"), f"undocumented field: {line}"
+
+
+def _short_benchmark(recipe):
+    from edgekit.config import BenchmarkConfig
+
+    # Enough interleaved rounds for the quartiles of the paired ratios, a few seconds.
+    bench = BenchmarkConfig(num_runs=100, min_secs=0.5, max_secs=8.0, warmup_min_secs=0.2)
+    return dataclasses.replace(recipe, benchmark=bench)
+
+
+@pytest.mark.slow
+def test_a_slower_result_is_said_in_output_summary_manifest_and_report(
+    example_dir, tmp_path, capsys
+):
+    from edgekit.cli import optimize
+
+    # int16x8: XNNPack has no int16 kernels, so every op runs on the reference kernels
+    # (about 14x slower than float32 on the example, on an AVX-512 CPU).
+    lines = []
+    result = pipeline.run(
+        _short_benchmark(recipes.resolve_recipe("ptq_int16x8")),
+        model=str(example_dir / "model.keras"),
+        data=str(example_dir / "train.npz"),
+        eval_data=str(example_dir / "test.npz"),
+        output_dir=tmp_path / "slow",
+        progress=lines.append,
+    )
+    warnings = result.summary["warnings"]
+    assert warnings and warnings[0].startswith("The result is SLOWER than the original")
+    assert "int16" in warnings[0] and "Worth trying" in warnings[0]
+    assert any(line.strip().startswith("WARNING: The result is SLOWER") for line in lines)
+    manifest = json.loads((tmp_path / "slow" / "manifest.json").read_text())
+    assert json.dumps(manifest).count("The result is SLOWER") >= 1
+    md = (tmp_path / "slow" / "report.md").read_text()
+    assert "## Warnings" in md and "SLOWER" in md
+    assert "SLOWER" in (tmp_path / "slow" / "report.html").read_text()
+    optimize._print_summary(result)  # what edgekit-optimize prints at the end
+    assert "\nWARNING: The result is SLOWER" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_normal_result_gets_no_warning(example_dir, tmp_path, capsys):
+    from edgekit.cli import optimize
+
+    # float16 weights are expanded to float32 at load: the same speed, half the size.
+    result = pipeline.run(
+        _short_benchmark(recipes.resolve_recipe("ptq_float16")),
+        model=str(example_dir / "model.keras"),
+        data=str(example_dir / "train.npz"),
+        eval_data=str(example_dir / "test.npz"),
+        output_dir=tmp_path / "ok",
+    )
+    assert result.summary["warnings"] == []
+    assert "Warnings" not in (tmp_path / "ok" / "report.md").read_text()
+    optimize._print_summary(result)
+    assert "WARNING" not in capsys.readouterr().out

@@ -447,3 +447,51 @@ def test_a_typed_summary_checks_its_figures():
             original=report.ModelFigures(size_bytes=10),
             result=report.ModelFigures(size_bytes=5, accuracy=97.6),
         )
+
+
+def test_findings_warn_only_beyond_the_noise_of_interleaved_pairs():
+    from edgekit.report import findings
+
+    rng = np.random.default_rng(0)
+    base = rng.lognormal(np.log(10.0), 0.2, 500)
+    same = base * rng.lognormal(0.0, 0.2, 500)  # the same speed, paired noise
+    slow = base * 3.5 * rng.lognormal(0.0, 0.2, 500)
+    fig = {"size_bytes": 100, "latency_us": {"p50": 10.0}}
+    ratio = {"median": 1.0}
+    none = findings.warnings_for(
+        original=fig,
+        result=fig,
+        ratios={"latency": ratio, "size": 1.0},
+        samples_us={"original": base.tolist(), "result": same.tolist()},
+    )
+    assert none == []
+    warned = findings.warnings_for(
+        original=fig,
+        result={"size_bytes": 120, "latency_us": {"p50": 35.0}},
+        ratios={"latency": ratio, "size": 1.2, "accuracy_drop_points": 3.0},
+        samples_us={"original": base.tolist(), "result": slow.tolist()},
+    )
+    assert [w.split(":")[0] for w in warned] == [
+        "The result is SLOWER than the original",
+        "The result is LARGER than the original",
+        "The result is LESS ACCURATE than the original",
+    ]
+    assert "500 interleaved pairs" in warned[0]
+
+
+def test_warnings_are_a_section_of_both_pages(tmp_path):
+    raw = realistic_summary()
+    raw["warnings"] = ["The result is SLOWER than the original: latency ratio 4.10."]
+    summary = report.Summary.from_dict(raw)
+    assert summary.to_dict()["warnings"] == raw["warnings"]
+    report.render(summary, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "## Warnings" in md and "**WARNING:** The result is SLOWER" in md
+    assert md.index("## Warnings") < md.index("## Original and result")
+    assert (
+        "<strong>WARNING:</strong> The result is SLOWER" in (tmp_path / "report.html").read_text()
+    )
+    plain = report.Summary.from_dict(realistic_summary())
+    assert plain.to_dict()["warnings"] == []
+    report.render(plain, tmp_path / "plain")
+    assert "Warnings" not in (tmp_path / "plain" / "report.md").read_text()

@@ -69,6 +69,13 @@ _BLOCK = flags.DEFINE_enum(
     [str(b) for b in BLOCK_SIZES],
     "LiteRT Quantizer's dynamic schemes: weight scales per block of this many values.",
 )
+_BATCH = flags.DEFINE_integer(
+    "batch_size",
+    None,
+    "Fix the batch dimension of the inputs at this size (1 for edge inference): static "
+    "shapes, no run-time SHAPE/PACK ops, one XNNPack partition. Default: keep it free.",
+    lower_bound=1,
+)
 _SPARSE = flags.DEFINE_bool(
     "sparse_weights", False, "Store sparse weights with TFLite's sparse encoding."
 )
@@ -174,6 +181,7 @@ def main(argv: Sequence[str]) -> None:
         backend=_BACKEND.value,
         scheme=_SCHEME.value,
         block_size=int(_BLOCK.value) if _BLOCK.value else None,
+        batch_size=_BATCH.value,
     )
     # Refuse an existing output before loading or converting anything.
     io.check_output_path(_OUTPUT.value, overwrite=_OVERWRITE.value)

@@ -31,6 +31,13 @@ _ALLOW_UNSAFE = flags.DEFINE_bool(
     False,
     "Load models with Lambda layers (runs code from the file).",
 )
+_BATCH = flags.DEFINE_integer(
+    "batch_size",
+    None,
+    "Fix the batch dimension of the .tflite inputs at this size (1 for edge inference), "
+    "overriding the recipe's convert.batch_size. Default: as the recipe says (free).",
+    lower_bound=1,
+)
 _EXAMPLE = flags.DEFINE_bool(
     "example",
     False,
@@ -58,6 +65,15 @@ def main(argv: Sequence[str]) -> None:
         recipe = recipe or EXAMPLE_RECIPE
     if not _EXAMPLE.value:
         _common.require("model", "recipe", "data", hint=" (or pass --example)")
+    if _BATCH.value is not None:
+        import dataclasses
+
+        from edgekit import recipes
+
+        recipe = recipes.resolve_recipe(recipe)
+        recipe = dataclasses.replace(
+            recipe, convert=dataclasses.replace(recipe.convert, batch_size=_BATCH.value)
+        )
     result = pipeline.run(
         recipe,
         model=model,
@@ -101,8 +117,11 @@ def _print_summary(result) -> None:
     lr = ratios.get("latency")
     if isinstance(lr, dict) and lr.get("median") is not None:
         print(f", latency ratio (median of interleaved pairs) {lr['median']:.3f}", end="")
+    print()
+    for w in s.get("warnings") or ():
+        print(f"\nWARNING: {w}")
     print(
-        f"\n\nWrote {result.output_dir}/: model.tflite, manifest.json, report.md, report.html "
+        f"\nWrote {result.output_dir}/: model.tflite, manifest.json, report.md, report.html "
         f"in {result.seconds:.0f} s"
         + (f" (resumed after {', '.join(result.resumed_stages)})" if result.resumed_stages else "")
     )

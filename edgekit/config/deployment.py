@@ -117,6 +117,12 @@ class ConvertConfig(base.Config):
         scale per block of this many input values (32, 64, 128 or 256) instead of
         one per output channel, on the ops that have blockwise kernels (fully
         connected ops with the dynamic schemes); None for per-channel.
+      batch_size: fix the batch dimension of the file's inputs at this size (1 is
+        what edge inference runs). None keeps it free, as the Keras model has it:
+        the converter then computes the shape of each Reshape at run time (SHAPE,
+        STRIDED_SLICE, PACK ops, which XNNPack does not take, so the graph is split
+        into several delegate partitions). Keras models only; LiteModel.predict
+        runs any number of samples on a fixed-batch file.
     """
 
     mode: ConvertMode = ConvertMode.FLOAT32
@@ -129,10 +135,19 @@ class ConvertConfig(base.Config):
     backend: Backend = Backend.CONVERTER
     scheme: str | None = None
     block_size: int | None = None
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         self._coerce_enums()
         self._check_backend()
+        base.check(
+            self.batch_size is None
+            or (isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool))
+            and self.batch_size >= 1,
+            "batch_size fixes the batch dimension: a whole number >= 1 (1 for edge "
+            "inference), or None to keep it free.",
+            batch_size=self.batch_size,
+        )
         allowed = _IO_TYPES_BY_MODE[self.mode]
         base.check(
             self.io_type in allowed,

@@ -37,10 +37,30 @@ def _converter_error() -> type[Exception]:
     return ConverterError
 
 
-def make_converter(model: Any, workdir: str) -> Any:
-    """A `tf.lite.TFLiteConverter` for a Keras model (tf_keras or Keras 3) or SavedModel."""
+def _fixed_batch_specs(model: Any, batch_size: int) -> list[Any]:
+    """One `tf.TensorSpec` per model input, with the batch dimension set to `batch_size`."""
+    tf = _compat.tf()
+    return [
+        tf.TensorSpec([batch_size, *t.shape[1:]], t.dtype, name=t.name.split(":")[0])
+        for t in model.inputs
+    ]
+
+
+def make_converter(model: Any, workdir: str, *, batch_size: int | None = None) -> Any:
+    """A `tf.lite.TFLiteConverter` for a Keras model (tf_keras or Keras 3) or SavedModel.
+
+    With `batch_size`, a Keras model is traced with its inputs' batch dimension fixed:
+    the file then has static shapes, and a Reshape needs no SHAPE/STRIDED_SLICE/PACK
+    ops at run time.
+    """
     tf = _compat.tf()
     if isinstance(model, io.SavedModelDir):
+        if batch_size is not None:
+            raise errors.UserInputError(
+                "batch_size is supported for Keras models only; a SavedModel keeps the "
+                "signature it was saved with. Save the model with a fixed input shape, or "
+                "convert the Keras model. " + errors.received(batch_size=batch_size)
+            )
         return tf.lite.TFLiteConverter.from_saved_model(
             model.path, signature_keys=[model.signature]
         )
@@ -48,10 +68,21 @@ def make_converter(model: Any, workdir: str) -> Any:
         # Keras 3 objects cannot enter the TF1-style Keras path; export a SavedModel
         # (serving signature) and convert that.
         path = os.path.join(workdir, "keras3_export")
+        kwargs = {}
+        if batch_size is not None:
+            kwargs["input_signature"] = _fixed_batch_specs(model, batch_size)
         with captured_stderr():
-            model.export(path, format="tf_saved_model", verbose=False)
+            model.export(path, format="tf_saved_model", verbose=False, **kwargs)
         return tf.lite.TFLiteConverter.from_saved_model(path)
-    return tf.lite.TFLiteConverter.from_keras_model(model)
+    if batch_size is None:
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+    specs = _fixed_batch_specs(model, batch_size)
+
+    def call(*xs: Any) -> Any:
+        return model(xs[0] if len(xs) == 1 else list(xs), training=False)
+
+    fn = tf.function(call, input_signature=specs)
+    return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
 
 
 def configure(
@@ -82,13 +113,16 @@ def configure(
         if mode is ConvertMode.INT8 and not qat:
             ops.append(builtins)
     if calibration is not None:
+        step = config.batch_size or 1
 
         def representative_dataset() -> Iterator[list[np.ndarray]]:
-            for sample in calibration:
-                yield [sample[None]]
+            for i in range(0, len(calibration) - step + 1, step):
+                yield [calibration[i : i + step]]
 
         converter.representative_dataset = representative_dataset
         settings["representative_dataset"] = f"{len(calibration)} samples spread over the data"
+    if config.batch_size is not None:
+        settings["batch_size"] = config.batch_size
     if config.io_type is not IOType.FLOAT32:
         dtype = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16}[config.io_type.value]
         converter.inference_input_type = dtype
@@ -190,7 +224,7 @@ def _convert_once(
     model: Any, config: ConvertConfig, calibration: np.ndarray | None, *, qat: bool = False
 ) -> tuple[bytes | None, str | None, dict[str, Any], list[str], float]:
     with tempfile.TemporaryDirectory(prefix="edgekit-convert-") as workdir:
-        converter = make_converter(model, workdir)
+        converter = make_converter(model, workdir, batch_size=config.batch_size)
         settings = configure(converter, config, calibration, qat=qat)
         start = time.perf_counter()
         with captured_stderr() as log:

@@ -408,3 +408,71 @@ def _build_report(
         macs_by_op_type={k: v for k, v in sorted(macs_by_type.items()) if v},
         memory=memory,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class DelegateFit:
+    """How well a file suits XNNPack, read from the file (what can make it slow).
+
+    Attributes:
+      not_taken: `OP (reason)` for each op of the main graph XNNPack will not take.
+      partitions: delegate partitions, estimated as the runs of taken ops between
+        ops it does not take (in execution order); each boundary hands tensors back
+        to the builtin kernels and costs time on a small model.
+      quantize_ops, dequantize_ops: QUANTIZE / DEQUANTIZE ops in the main graph.
+      free_batch: an input's batch dimension is left free (-1), which makes the
+        converter compute Reshape shapes at run time (SHAPE, STRIDED_SLICE, PACK).
+      int16_activations: activations are int16 (the int16x8 mode), which XNNPack
+        does not run: every op falls back to the slow reference kernels.
+    """
+
+    not_taken: tuple[str, ...]
+    partitions: int
+    quantize_ops: int
+    dequantize_ops: int
+    free_batch: bool
+    int16_activations: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def delegate_fit(model: str | os.PathLike | bytes) -> DelegateFit:
+    """Which ops of a `.tflite` file XNNPack leaves out, and how many partitions that makes.
+
+    Beyond `ModelReport.xnnpack_unsupported` (op types XNNPack has no kernel for), a
+    RESHAPE whose new shape is computed at run time, an op computing on int32 tensors
+    (shape arithmetic) and every op on int16 tensors are counted as not taken: XNNPack
+    needs static shapes and has no int16 or int32 kernels for these ops.
+    """
+    r = inspect_model(model)
+    consts = {(t["subgraph"], t["index"]): t["constant"] for t in r.tensors}
+    dtypes = {(t["subgraph"], t["index"]): t["dtype"] for t in r.tensors}
+    not_taken: list[str] = []
+    partitions, in_run, counts = 0, False, collections.Counter()
+    for op in (o for o in r.ops if o["subgraph"] == 0):
+        name = op["type"]
+        counts[name] += 1
+        ts = [(0, i) for i in (*op["inputs"], *op["outputs"]) if i >= 0]
+        reason = None
+        if not op["xnnpack"]:
+            reason = "no XNNPack kernel"
+        elif name == "RESHAPE" and len(op["inputs"]) > 1 and not consts.get((0, op["inputs"][1])):
+            reason = "shape computed at run time"
+        elif any(dtypes.get(t) == "int16" for t in ts):
+            reason = "int16 tensors"
+        elif any(dtypes.get(t) in ("int32", "int64") and not consts.get(t) for t in ts):
+            reason = "computes on int32 shapes"
+        if reason:
+            not_taken.append(f"{name} ({reason})")
+            in_run = False
+        elif not in_run:
+            partitions, in_run = partitions + 1, True
+    return DelegateFit(
+        not_taken=tuple(not_taken),
+        partitions=partitions,
+        quantize_ops=counts["QUANTIZE"],
+        dequantize_ops=counts["DEQUANTIZE"],
+        free_batch=any(-1 in (i.get("shape_signature") or [])[:1] for i in r.inputs),
+        int16_activations=any(t["dtype"] == "int16" and not t["constant"] for t in r.tensors),
+    )

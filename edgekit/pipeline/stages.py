@@ -72,7 +72,10 @@ class Context:
         return self.state.file("baseline_float32.tflite")
 
     def summary(self) -> report.Summary:
-        summary = summary_lib.build(self.recipe, self.model, self.state.finished, self.reports)
+        path = self.model_path if self.model_path.exists() else None
+        summary = summary_lib.build(
+            self.recipe, self.model, self.state.finished, self.reports, result_file=path
+        )
         keras = keras_summary(self.model, self.reports)
         if keras is None:
             return summary
@@ -235,7 +238,9 @@ def _restore_technique(ctx: Context, t: Technique) -> None:
 def run_baseline(ctx: Context) -> dict[str, Any]:
     """The original model as float32 .tflite: the reference for size, accuracy, latency."""
     ctx.progress.stage("baseline", "converting the original model to float32 for comparison")
-    result = convert.convert(ctx.model, config_lib.ConvertConfig())
+    # With the recipe's batch setting, so the comparison measures the optimization only.
+    batch = ctx.recipe.convert.batch_size
+    result = convert.convert(ctx.model, config_lib.ConvertConfig(batch_size=batch))
     io.atomic_write_bytes(ctx.baseline_path, result.tflite_bytes, overwrite=True)
     ev = evaluate.evaluate(
         result.tflite_bytes, ctx.test, config=ctx.recipe.evaluate, reference=ctx.model
@@ -415,6 +420,8 @@ def run_report(ctx: Context) -> dict[str, Any]:
     shutil.rmtree(ctx.out / "plots", ignore_errors=True)
     result = report.render(summary, ctx.out, overwrite=True)
     io.write_json(ctx.state.file("summary.json"), summary.to_dict(), overwrite=True)
+    for w in summary.warnings:
+        ctx.progress.note(f"WARNING: {w}")
     return {"files": [str(p) for p in result.files]}
 
 

@@ -6,10 +6,12 @@ summarizes exactly as an uninterrupted one.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from edgekit import __version__, _compat, report
 from edgekit import config as config_lib
+from edgekit.report import findings
 
 
 def build(
@@ -17,6 +19,8 @@ def build(
     model: Any,
     finished: dict[str, dict[str, Any]],
     reports: dict[str, Any],
+    *,
+    result_file: str | os.PathLike | None = None,
 ) -> report.Summary:
     """Every figure of the run, as `edgekit.report.render` takes it.
 
@@ -25,6 +29,7 @@ def build(
       model: the original Keras model (for its name).
       finished: each finished stage's record (`State.finished`).
       reports: each training stage's report, by stage name.
+      result_file: the result's `.tflite`, read for the cause of a warning.
     """
     base = finished.get("baseline", {})
     conv = finished.get("convert", {})
@@ -71,6 +76,13 @@ def build(
         ratios["latency"] = (
             bench["ratios"][-1] if isinstance(bench["ratios"], list) else bench["ratios"]
         )
+    warnings = findings.warnings_for(
+        original=original,
+        result=result,
+        ratios=ratios,
+        samples_us=latency_samples,
+        model=result_file if conv else None,
+    )
     return report.Summary(
         title=f"edgekit run: {recipe.name}",
         model_name=getattr(model, "name", "model"),
@@ -97,10 +109,12 @@ def build(
         ),
         latency_samples_us=latency_samples,
         notes=tuple(n for n in (ev.get("quant_error_note"),) if n),
+        warnings=tuple(warnings),
     )
 
 
 def metrics(summary: report.Summary) -> dict[str, Any]:
-    """The figures manifest.json records: original, result and their ratios."""
+    """The figures manifest.json records: original, result, their ratios, the warnings."""
     s = summary.to_dict()
-    return {"original": s["original"], "result": s["result"], "ratios": s["ratios"]}
+    keys = ("original", "result", "ratios", "warnings")
+    return {k: s[k] for k in keys}

@@ -276,6 +276,18 @@ def _sections(
     omitted: list[str],
 ) -> list[_Section]:
     sections = []
+    if summary.warnings:
+        sections.append(
+            _Section(
+                "Warnings",
+                "\n".join(f"- **WARNING:** {_md_cell(w)}" for w in summary.warnings),
+                '<ul class="warnings">'
+                + "".join(
+                    f"<li><strong>WARNING:</strong> {html.escape(w)}</li>" for w in summary.warnings
+                )
+                + "</ul>",
+            )
+        )
     headers = ["Metric", *[str(m.name) for m in summary.columns], "Result / original"]
     headers.append("How measured")
     rows = _comparison_rows(summary)
@@ -380,6 +392,7 @@ img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 0.92em; margin-top: 0.3em; }
 pre { background: #f6f8fa; padding: 0.8em; overflow-x: auto; font-size: 0.9em; }
 .missing { color: #666; font-style: italic; }
+.warnings li { color: #8a1f11; }
 """
 
 

@@ -220,6 +220,9 @@ class Summary:
       sparsity_per_layer / quant_error_per_layer: one row per layer / tensor.
       latency_samples_us: per-run latencies by column ("original", "result" or a name).
       notes: sentences shown at the end.
+      warnings: where the result is worse than the original (slower beyond the
+        measured noise, larger, less accurate), each with what the file shows about
+        the cause and what to try; shown first. Empty when nothing is worse.
       created: when the run happened (ISO 8601).
       variants: extra columns beside the original and the result.
       keras: for a Keras 3 input model, which Keras each model was and the Keras 3
@@ -240,6 +243,7 @@ class Summary:
     quant_error_per_layer: tuple[LayerQuantError, ...] = ()
     latency_samples_us: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
     created: str | None = dataclasses.field(default=None, metadata=_OPTIONAL)
     variants: tuple[ModelFigures, ...] = dataclasses.field(default=(), metadata=_OPTIONAL)
     keras: Mapping[str, Any] | None = dataclasses.field(default=None, metadata=_OPTIONAL)
@@ -293,6 +297,7 @@ class Summary:
             if isinstance(r, Mapping)
         )
         fields["notes"] = tuple(str(n) for n in raw.get("notes") or [])
+        fields["warnings"] = tuple(str(n) for n in raw.get("warnings") or [])
         for key in ("stages", "latency_samples_us"):
             fields[key] = raw.get(key) or {}
         return cls(**fields)
