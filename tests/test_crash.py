@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from conftest import make_tiny_model, run_cli
 
-from edgekit import subproc
+from edgekit import errors, subproc
 
 RETRIED_WITH = "TF_ENABLE_ONEDNN_OPTS=0"
 
@@ -202,3 +202,29 @@ def test_signals_to_the_parent_stop_the_child(inputs, tmp_path, sig, status):
     assert not _alive(child)
     assert "Traceback" not in err and "crashed" not in err
     assert not (tmp_path / "p.keras").exists()
+
+
+def test_the_python_api_runs_isolated_on_request(inputs, tmp_path, monkeypatch):
+    from edgekit import pipeline
+
+    recipe = tmp_path / "tiny.json"
+    recipe.write_text(json.dumps(TINY_RECIPE))
+    kwargs = dict(
+        model=str(inputs / "model.keras"),
+        data=str(inputs / "data.npz"),
+        output_dir=tmp_path / "run",
+    )
+    # The retry crashes too: a clear error naming the workaround, this process survives.
+    monkeypatch.setenv(subproc.TEST_CRASH_ALWAYS_ENV, "SIGSEGV")
+    with pytest.raises(RuntimeError, match="TF_ENABLE_ONEDNN_OPTS=0 in the environment"):
+        pipeline.run(str(recipe), isolate=True, **kwargs)
+    monkeypatch.delenv(subproc.TEST_CRASH_ALWAYS_ENV)
+    # Bad input comes back as the usual UserInputError.
+    with pytest.raises(errors.UserInputError, match="file path"):
+        pipeline.run(str(recipe), isolate=True, **{**kwargs, "data": (np.zeros(3), None)})
+    # A crash in a training stage is retried and the result says so.
+    monkeypatch.setenv(subproc.TEST_CRASH_ONCE_ENV, "SIGSEGV@prune")
+    result = pipeline.run(str(recipe), isolate=True, **kwargs)
+    assert result.resumed_stages == ("baseline",)
+    assert any("crashed in stage 'prune' (SIGSEGV)" in n for n in result.summary["notes"])
+    assert result.summary["result"]["size_bytes"] > 0

@@ -12,6 +12,7 @@ from typing import Any
 from edgekit import __version__, convert, errors, io, recipes, subproc
 from edgekit import config as config_lib
 from edgekit import data as data_lib
+from edgekit.pipeline import isolate as isolate_lib
 from edgekit.pipeline import stages as stages_lib
 from edgekit.pipeline import state as state_lib
 
@@ -67,6 +68,7 @@ def run(
     custom_objects: dict[str, Any] | None = None,
     safe_mode: bool = True,
     progress: Callable[[str], None] | None = None,
+    isolate: bool = False,
 ) -> PipelineResult:
     """Runs a recipe end to end into `output_dir`; resumes an interrupted run.
 
@@ -79,15 +81,23 @@ def run(
       eval_data: held-out data for accuracy; defaults to `data`.
       overwrite: replace a folder that holds another run (or other files).
       progress: where progress lines go (default: stdout).
+      isolate: run the pipeline in a child process (model, data and eval_data as file
+        paths; progress goes to stdout): a crash inside TensorFlow cannot take this
+        process down, and is retried once with `TF_ENABLE_ONEDNN_OPTS=0`, resuming
+        after the last finished stage (`edgekit-optimize` always runs this way).
 
-    A crash inside TensorFlow (SIGSEGV or SIGABRT in a training step: oneDNN's custom
-    ops on some AVX-512/AMX CPUs) ends the calling process; there is nothing to catch.
-    Set `TF_ENABLE_ONEDNN_OPTS=0` in the environment before TensorFlow is first
-    imported to avoid the known crash, or run `edgekit-optimize`, which runs the
-    pipeline in a child process and retries a crashed run once with that setting.
+    Without `isolate`, a crash inside TensorFlow (SIGSEGV or SIGABRT in a training step:
+    oneDNN's custom ops on some AVX-512/AMX CPUs) ends the calling process; there is
+    nothing to catch. Set `TF_ENABLE_ONEDNN_OPTS=0` in the environment before
+    TensorFlow is first imported to avoid the known crash, or pass `isolate=True`.
 
     Returns:
       A `PipelineResult` with every figure in `summary` (also in manifest.json).
+
+    Raises:
+      UserInputError: bad input, before any long work.
+      RuntimeError: with `isolate`, the retry crashed too (the message says how to
+        avoid the known crash).
 
     Example:
         >>> result = edgekit.pipeline.run("prune50_int8", model="model.keras",
@@ -95,6 +105,24 @@ def run(
         ...                               output_dir="out")
         >>> result.summary["result"]["accuracy"]
     """
+    if isolate:
+        if progress is not None or custom_objects is not None:
+            raise errors.UserInputError(
+                "isolate=True runs the pipeline in another process: it cannot call progress "
+                "(its lines go to stdout) or take custom_objects (save the model with them "
+                "registered). "
+                + errors.received(progress=progress is not None, custom_objects=custom_objects)
+            )
+        result = isolate_lib.run(
+            recipe,
+            model=model,
+            data=data,
+            output_dir=output_dir,
+            eval_data=eval_data,
+            overwrite=overwrite,
+            safe_mode=safe_mode,
+        )
+        return PipelineResult(**result)
     start = time.perf_counter()
     recipe = recipes.resolve_recipe(recipe)
     out = pathlib.Path(output_dir)
