@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pathlib
+import signal
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -10,7 +12,7 @@ from typing import Any
 
 from absl import app, flags
 
-from edgekit import errors
+from edgekit import errors, subproc
 from edgekit.benchmark.harness import report
 
 # One table layout for every command. It lives in the benchmark harness, which must
@@ -22,7 +24,9 @@ format_table = report.format_table
 EXIT_USER_ERROR = 2
 
 
-def run(main: Callable[[Sequence[str]], Any], *, required: Sequence[str] = ()) -> None:
+def run(
+    main: Callable[[Sequence[str]], Any], *, required: Sequence[str] = (), isolate: bool = False
+) -> None:
     """Runs an absl `main`, turning `UserInputError` into a clean message and exit 2.
 
     Args:
@@ -33,6 +37,12 @@ def run(main: Callable[[Sequence[str]], Any], *, required: Sequence[str] = ()) -
         `python -m edgekit.cli.<verb>` or as the installed `edgekit-<verb>`. Flags that
         are required only sometimes (--model unless --example) are checked in `main`
         with `require`, which says the same.
+      isolate: run `main` in a child process (`edgekit.subproc`) that a crash inside
+        TensorFlow cannot take down with this one: after the flags parse and the
+        required flags are there (so --help and flag errors stay here and instant),
+        the command re-executes itself; a child that crashes (SIGSEGV, SIGABRT...) is
+        retried once with `TF_ENABLE_ONEDNN_OPTS=0`, which the output and the --json
+        report (`crash_retry`) then say.
     """
 
     # Console scripts run a wrapper as __main__, so absl's --help would list no flags;
@@ -46,12 +56,39 @@ def run(main: Callable[[Sequence[str]], Any], *, required: Sequence[str] = ()) -
             raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
         try:
             require(*required)
+            if isolate and not subproc.in_child():
+                sys.exit(_run_isolated(main))
+            if isolate:
+                subproc.quiet_fault_dump()
+                subproc.test_crash_point("command")
             return main(argv)
         except errors.UserInputError as e:
             print_error(str(e))
             sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            if not isolate:
+                raise
+            print("error: interrupted.", file=sys.stderr)
+            sys.exit(128 + signal.SIGINT)
 
     app.run(guarded)
+
+
+def _run_isolated(main: Callable[[Sequence[str]], Any]) -> int:
+    """The parent of an isolated command: runs it in a child, says how a crash ended."""
+    module = subproc.command_module(main.__module__) or ""
+    what = (
+        "edgekit-" + module.rsplit(".", 1)[-1]
+        if module.startswith("edgekit.cli.")
+        else pathlib.Path(sys.argv[0]).name
+    )
+    outcome = subproc.run_isolated(subproc.child_command(module), what=what)
+    if outcome.returncode == 0 and outcome.crash_retry:
+        json_flag = flags.FLAGS["json"].value if "json" in flags.FLAGS else None
+        if json_flag:
+            subproc.add_to_json(json_flag, "crash_retry", outcome.crash_retry)
+        print(f"\nNote: {subproc.crash_note(outcome.crash_retry)}", flush=True)
+    return outcome.returncode
 
 
 def require(*names: str, hint: str = "") -> None:

@@ -217,7 +217,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    _common.run(main)
+    _common.run(main, isolate=True)
 
 
 if __name__ == "__main__":

@@ -165,7 +165,7 @@ def main(argv: Sequence[str]) -> None:
 
 def run() -> None:
     """Console-script entry point."""
-    _common.run(main)
+    _common.run(main, isolate=True)
 
 
 if __name__ == "__main__":

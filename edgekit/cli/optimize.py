@@ -128,7 +128,7 @@ def _print_summary(result) -> None:
 
 
 def run() -> None:
-    _common.run(main, required=("output_dir",))
+    _common.run(main, required=("output_dir",), isolate=True)
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run() -> None:
-    _common.run(main, required=("model", "data", "output"))
+    _common.run(main, required=("model", "data", "output"), isolate=True)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def main(argv: Sequence[str]) -> None:
 
 def run() -> None:
     """Console-script entry point."""
-    _common.run(main, required=("model", "data", "output"))
+    _common.run(main, required=("model", "data", "output"), isolate=True)
 
 
 if __name__ == "__main__":

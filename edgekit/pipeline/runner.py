@@ -9,11 +9,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from edgekit import __version__, convert, errors, io, recipes, subproc
 from edgekit import config as config_lib
-from edgekit import convert, errors, io, recipes
 from edgekit import data as data_lib
+from edgekit.pipeline import isolate as isolate_lib
 from edgekit.pipeline import stages as stages_lib
 from edgekit.pipeline import state as state_lib
+
+
+@dataclasses.dataclass
+class _Context(stages_lib.Context):
+    """The stages' context, plus sentences the run adds to the report's notes."""
+
+    notes: tuple[str, ...] = ()
+
+    def summary(self) -> Any:
+        s = super().summary()
+        return dataclasses.replace(s, notes=(*s.notes, *self.notes)) if self.notes else s
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +68,7 @@ def run(
     custom_objects: dict[str, Any] | None = None,
     safe_mode: bool = True,
     progress: Callable[[str], None] | None = None,
+    isolate: bool = False,
 ) -> PipelineResult:
     """Runs a recipe end to end into `output_dir`; resumes an interrupted run.
 
@@ -68,9 +81,23 @@ def run(
       eval_data: held-out data for accuracy; defaults to `data`.
       overwrite: replace a folder that holds another run (or other files).
       progress: where progress lines go (default: stdout).
+      isolate: run the pipeline in a child process (model, data and eval_data as file
+        paths; progress goes to stdout): a crash inside TensorFlow cannot take this
+        process down, and is retried once with `TF_ENABLE_ONEDNN_OPTS=0`, resuming
+        after the last finished stage (`edgekit-optimize` always runs this way).
+
+    Without `isolate`, a crash inside TensorFlow (SIGSEGV or SIGABRT in a training step:
+    oneDNN's custom ops on some AVX-512/AMX CPUs) ends the calling process; there is
+    nothing to catch. Set `TF_ENABLE_ONEDNN_OPTS=0` in the environment before
+    TensorFlow is first imported to avoid the known crash, or pass `isolate=True`.
 
     Returns:
       A `PipelineResult` with every figure in `summary` (also in manifest.json).
+
+    Raises:
+      UserInputError: bad input, before any long work.
+      RuntimeError: with `isolate`, the retry crashed too (the message says how to
+        avoid the known crash).
 
     Example:
         >>> result = edgekit.pipeline.run("prune50_int8", model="model.keras",
@@ -78,6 +105,24 @@ def run(
         ...                               output_dir="out")
         >>> result.summary["result"]["accuracy"]
     """
+    if isolate:
+        if progress is not None or custom_objects is not None:
+            raise errors.UserInputError(
+                "isolate=True runs the pipeline in another process: it cannot call progress "
+                "(its lines go to stdout) or take custom_objects (save the model with them "
+                "registered). "
+                + errors.received(progress=progress is not None, custom_objects=custom_objects)
+            )
+        result = isolate_lib.run(
+            recipe,
+            model=model,
+            data=data,
+            output_dir=output_dir,
+            eval_data=eval_data,
+            overwrite=overwrite,
+            safe_mode=safe_mode,
+        )
+        return PipelineResult(**result)
     start = time.perf_counter()
     recipe = recipes.resolve_recipe(recipe)
     out = pathlib.Path(output_dir)
@@ -88,11 +133,21 @@ def run(
     source = model if isinstance(model, (str, os.PathLike)) else keras_model
     run_key = state_lib.run_key(recipe, source, train, test)
     state, resumed = state_lib.prepare_output_dir(out, run_key, overwrite=overwrite)
+    if not resumed:  # a run that crashes in its first stage must still resume
+        io.write_json(
+            state.path,
+            {"run_key": run_key, "edgekit": __version__, "finished": {}},
+            overwrite=True,
+        )
     todo = [s.name for s in stages_lib.TABLE if s.wanted(recipe)]
     prog = stages_lib.Progress(todo, progress)
     if resumed:
         prog.note(f"resuming in {out}: finished stages {list(state.finished)}")
-    ctx = stages_lib.Context(
+    retry = subproc.crash_retry()
+    if retry:
+        prog.note(subproc.crash_note(retry, finished=False))
+    ctx = _Context(
+        notes=(subproc.crash_note(retry),) if retry else (),
         recipe=recipe,
         model=keras_model,
         train=train,
@@ -107,6 +162,8 @@ def run(
             skipped.append(name)
             stages_lib.restore(ctx, name)
             continue
+        subproc.note_stage(name)  # an isolated run's parent names a crashed stage
+        subproc.test_crash_point(name)
         info = stages_lib.BY_NAME[name].run(ctx)
         state.done(name, info or {})
     return PipelineResult(
