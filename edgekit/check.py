@@ -28,8 +28,11 @@ import os
 import pathlib
 from typing import Any
 
-from edgekit import benchmark, errors, evaluate, io
+from edgekit import benchmark, convert, errors, evaluate, io
+from edgekit.config import ConvertConfig
+from edgekit.lite import inspect as lite_inspect
 from edgekit.lite import validate
+from edgekit.report import findings
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 
@@ -296,11 +299,6 @@ def _against_original(
     """
     if reference is None:
         return []
-    from edgekit import convert
-    from edgekit.config import ConvertConfig
-    from edgekit.lite import inspect as lite_inspect
-    from edgekit.report import findings
-
     ratios: dict[str, Any] = {}
     for r in results:
         if r.name == "accuracy_drop" and r.measured is not None:

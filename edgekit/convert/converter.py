@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import _compat, errors, io
+from edgekit import _compat, errors, io, runtime
 from edgekit.config import ConvertConfig, ConvertMode, IOType
 from edgekit.convert import calibration as calibration_lib
 from edgekit.convert import granularity, logs
 from edgekit.convert.logs import captured_stderr
 from edgekit.convert.result import ConversionResult, gzip_size
+from edgekit.lite import inspect, schema
 
 
 def _converter_error() -> type[Exception]:
@@ -206,8 +207,6 @@ def float_ops(blob: bytes) -> list[str]:
     and a DEQUANTIZE before each float output; every other op should take and give
     integers.
     """
-    from edgekit.lite import inspect, schema
-
     m = schema.parse(blob)
     found = []
     for sg in m.subgraphs:
@@ -246,8 +245,6 @@ def _float_outputs(model: Any, x: np.ndarray) -> np.ndarray:
     """The float model's outputs on `x` (what a quantized file should agree with)."""
     if hasattr(model, "predict"):
         return np.asarray(model.predict(x, verbose=0))
-    from edgekit import runtime
-
     # A SavedModel: its float32 conversion computes the same function.
     f32, _, _, _, _ = _convert_once(model, ConvertConfig(), None)
     return runtime.LiteModel(f32).predict(x)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit import runtime
 from edgekit.convert import result
 
 # Per-tensor must agree with the float model within this much of per-channel.
@@ -40,8 +41,6 @@ def choose(reference: np.ndarray, calibration: np.ndarray, *candidates: tuple) -
     calibration samples) within 0.5 points of the per-channel file's, and smaller
     after gzip. The kept settings record both measurements under "granularity_choice".
     """
-    from edgekit import runtime
-
     measured = []
     for blob, settings, log, seconds in candidates:
         per_channel = settings.get("per_channel", True)

@@ -33,8 +33,9 @@ import numpy as np
 from edgekit import data, errors, runtime
 from edgekit.config import ConvertConfig, IOType
 from edgekit.convert import calibration as calibration_lib
-from edgekit.convert import logs
+from edgekit.convert import converter, logs
 from edgekit.convert.result import ConversionResult, gzip_size
+from edgekit.lite import inspect, schema, validate
 
 _QUANTIZED_TYPES = frozenset({2, 3, 7, 9, 17})  # int32 is bias-only; uint8, int16, int8, int4
 _WEIGHT_TYPES = frozenset({3, 7, 9, 17})  # uint8, int16, int8, int4
@@ -68,7 +69,6 @@ def _lq() -> Any:
 
 def model_ops(blob: bytes) -> list[Op]:
     """The ops of the main subgraph, in execution order."""
-    from edgekit.lite import inspect, schema
 
     m = schema.parse(blob)
     sg = m.subgraphs[0]
@@ -81,7 +81,6 @@ def model_ops(blob: bytes) -> list[Op]:
 
 def check_float_model(blob: bytes, *, where: str = "the model") -> None:
     """Refuses a `.tflite` that is already quantized (its weights are integers)."""
-    from edgekit.lite import schema
 
     m = schema.parse(blob)
     quantized = sorted(
@@ -251,7 +250,6 @@ def signature(blob: bytes) -> Signature:
             "Calibration of models with several inputs is not supported yet; use a dynamic or "
             "weight-only scheme, which needs none. " + errors.received(num_inputs=len(lm.inputs))
         )
-    from edgekit.lite import schema
 
     sigs = schema.parse(blob).signatures
     if not sigs:
@@ -384,7 +382,6 @@ def prepare(
             "LiteRT Quantizer needs a scheme. " + errors.received(scheme=None)
         )
     blob = runtime.read_model_bytes(model)
-    from edgekit.lite import validate
 
     validate.check_model_bytes(blob)
     check_float_model(blob, where=str(model) if not isinstance(model, bytes) else "the model")
@@ -429,8 +426,6 @@ def result_for(
     extra: dict[str, Any] | None = None,
 ) -> ConversionResult:
     """A `ConversionResult` for a quantized flatbuffer this session made."""
-    from edgekit.convert import converter
-
     config = session.config
     lm = runtime.LiteModel(blob)
     dtype = lm.inputs[0].dtype if lm.inputs else "float32"

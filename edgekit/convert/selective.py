@@ -36,6 +36,7 @@ from edgekit import data, errors, runtime
 from edgekit.config import ConvertConfig
 from edgekit.convert import converter, litert_quantizer
 from edgekit.convert.result import ConversionResult, gzip_size
+from edgekit.lite import schema
 
 # Samples LiteRT Quantizer's validation runs per ranking (it rebuilds an interpreter
 # per sample; 16 give a stable ranking in well under a second on small models).
@@ -133,8 +134,6 @@ def sensitivity(float_blob: bytes, quant_blob: bytes, x: np.ndarray) -> dict[str
     """Relative noise each op adds, from LiteRT Quantizer's per-tensor validation (SNR)."""
     from litert_quantizer import model_validator
     from litert_quantizer.utils import validation_utils
-
-    from edgekit.lite import schema
 
     sig = litert_quantizer.signature(float_blob)
     picks = data.calibration_samples(x, RANKING_SAMPLES)
