@@ -48,6 +48,8 @@ ROWS = [
     ("litert_quantizer", "dynamic_wi4_afp32", 128),
     ("litert_quantizer", "weight_only_wi8_afp32", None),
     ("litert_quantizer", "weight_only_wi4_afp32", None),
+    ("litert_quantizer", "weight_only_wi4_afp32", 32),
+    ("litert_quantizer", "weight_only_wi4_afp32", 128),
 ]
 
 
@@ -85,6 +87,18 @@ def _measure(name, blob, float_path, x_test, y_test, cfg):
     )
 
 
+def _row(model, backend, scheme, block, float_path, x_train, x_test, y_test, cfg):
+    if backend == "converter":
+        r = convert.convert(model, ConvertConfig(scheme=scheme), calibration_data=x_train)
+        extra = r.converter_settings.get("granularity_choice")
+        label = f"converter {scheme}" + (f" ({extra['chosen']})" if isinstance(extra, dict) else "")
+    else:
+        qc = ConvertConfig(backend=backend, scheme=scheme, block_size=block)
+        r = litert_quantizer.quantize(float_path, qc, calibration_data=x_train)
+        label = f"litert {scheme}" + (f" b{block}" if block else "")
+    return _measure(label, r.tflite_bytes, float_path, x_test, y_test, cfg)
+
+
 def main(argv: list[str]) -> None:
     del argv
     print(f"load average at start: {os.getloadavg()}")
@@ -97,17 +111,13 @@ def main(argv: list[str]) -> None:
     )
     rows = []
     for backend, scheme, block in ROWS:
-        if backend == "converter":
-            r = convert.convert(model, ConvertConfig(scheme=scheme), calibration_data=x_train)
-            extra = r.converter_settings.get("granularity_choice")
-            label = f"converter {scheme}" + (
-                f" ({extra['chosen']})" if isinstance(extra, dict) else ""
+        try:
+            rows.append(
+                _row(model, backend, scheme, block, float_path, x_train, x_test, y_test, cfg)
             )
-        else:
-            qc = ConvertConfig(backend=backend, scheme=scheme, block_size=block)
-            r = litert_quantizer.quantize(float_path, qc, calibration_data=x_train)
-            label = f"litert {scheme}" + (f" b{block}" if block else "")
-        rows.append(_measure(label, r.tflite_bytes, float_path, x_test, y_test, cfg))
+        except Exception as e:  # noqa: BLE001 - a benchmark reports every failure and goes on
+            print(f"{backend} {scheme} block {block}: {type(e).__name__}: {e}"[:400], flush=True)
+            continue
         print(rows[-1], flush=True)
     info = None
     if _SELECTIVE.value:
