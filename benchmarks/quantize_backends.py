@@ -48,8 +48,6 @@ ROWS = [
     ("litert_quantizer", "dynamic_wi4_afp32", 128),
     ("litert_quantizer", "weight_only_wi8_afp32", None),
     ("litert_quantizer", "weight_only_wi4_afp32", None),
-    ("litert_quantizer", "weight_only_wi4_afp32", 32),
-    ("litert_quantizer", "weight_only_wi4_afp32", 128),
 ]
 
 
