@@ -110,7 +110,11 @@ def main(argv: list[str]) -> None:
     for k in range(1, min(limit, len(ranked)) + 1):
         q = session.quantize(float_scopes=[op.scope for op in ranked[:k]])
         acc = float(np.mean(runtime.LiteModel(q).predict(x).argmax(1) == y))
-        print(f"  debugger top-{k} float: accuracy {100 * acc:.2f}%, {len(q):,} bytes", flush=True)
+        print(
+            f"  debugger top-{k} float (+ {ranked[k - 1].type} {ranked[k - 1].name}): "
+            f"accuracy {100 * acc:.2f}%, {len(q):,} bytes",
+            flush=True,
+        )
         if 100 * (float_acc - acc) <= _DROP.value + 1e-9:
             need = k
             break
