@@ -507,3 +507,30 @@ def test_separable_convs_are_quantized_and_convert_with_trained_ranges():
     got = runtime.LiteModel(result.tflite_bytes).predict(x_test)
     cos = float((want * got).sum() / np.linalg.norm(want) / np.linalg.norm(got))
     assert cos >= 0.98, cos
+
+
+def test_separable_conv1d_is_split_and_quantized():
+    k = _compat.tf_keras()
+    k.utils.set_random_seed(0)
+    inp = k.Input((20, 3))
+    x = k.layers.SeparableConv1D(8, 3, padding="same", activation="relu")(inp)
+    x = k.layers.SeparableConv1D(8, 3, strides=2, depth_multiplier=2)(x)
+    x = k.layers.ReLU()(x)
+    model = k.Model(inp, k.layers.Dense(4)(k.layers.Flatten()(x)))
+    rs = np.random.RandomState(0)
+    model.set_weights([w + rs.normal(0, 0.1, w.shape).astype(w.dtype) for w in model.get_weights()])
+    x_data = rs.normal(0, 1, (64, 20, 3)).astype("float32")
+    split, rewrites = qat._qat_rewrite.split_separable(model)
+    assert len(rewrites) == 2
+    assert np.abs(split.predict(x_data, verbose=0) - model.predict(x_data, verbose=0)).max() <= 1e-5
+    q, report = qat.quantize_aware(
+        model, config_lib.QATConfig(), (x_data, rs.randint(0, 4, 64)), fit=FIT
+    )
+    assert report.num_float == 0
+    noted = {d.type for d in report.layers if "SeparableConv1D (split" in d.reason}
+    assert noted == {"Reshape", "DepthwiseConv2D", "Conv2D"}
+    result = convert_lib.convert(q, config_lib.ConvertConfig(mode="int8"))
+    assert result.converter_settings["ranges"].startswith("from quantization-aware training")
+    assert convert_lib.float_ops(result.tflite_bytes) == []
+    want, got = q.predict(x_data, verbose=0), runtime.LiteModel(result.tflite_bytes).predict(x_data)
+    assert float((want * got).sum() / np.linalg.norm(want) / np.linalg.norm(got)) >= 0.99

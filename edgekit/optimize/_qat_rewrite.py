@@ -336,6 +336,13 @@ def depthwise_name(name: str) -> str:
     return f"{name}_depthwise"
 
 
+def added_layers(rewrite: Rewrite) -> list[str]:
+    """The layers a `split_separable` rewrite added besides the one keeping the name."""
+    if rewrite.op.startswith("SeparableConv1D"):
+        return [f"{rewrite.name}_expand", depthwise_name(rewrite.name), f"{rewrite.name}_pointwise"]
+    return [depthwise_name(rewrite.name)]
+
+
 # Config keys the depthwise and the pointwise layers take from a SeparableConv2D.
 _DEPTHWISE_KEYS = ("kernel_size", "strides", "padding", "data_format", "dilation_rate")
 _DEPTHWISE_RENAMED = ("depthwise_initializer", "depthwise_regularizer", "depthwise_constraint")
@@ -356,15 +363,23 @@ _POINTWISE_KEYS = (
 )
 
 
+def _pair(value: Any) -> list[Any]:
+    """A 1-D layer's size argument as the 2-D one over (1, length)."""
+    return [1, value[0] if isinstance(value, (list, tuple)) else value]
+
+
 def split_separable(model: Any) -> tuple[Any, list[Rewrite]]:
-    """Returns (model with each SeparableConv2D split in two, what was split).
+    """Returns (model with each separable convolution split in two, what was split).
 
     A `SeparableConv2D` named `n` becomes `DepthwiseConv2D` `n_depthwise` (kernel
     size, strides, padding, dilation, depth multiplier; no bias, no activation) and a
     1x1 `Conv2D` named `n` (filters, bias, activation), holding the layer's own
     depthwise and pointwise kernels: the same function, computed as TFLite computes
-    it. Layers called more than once, channels-first ones and those whose new name is
-    taken are left as they are.
+    it. A `SeparableConv1D` (TF-MOT has no 1-D convolution config) becomes the same
+    pair over a (1, length) image between two `Reshape` layers: `n_expand`, then
+    `n_depthwise`, `n_pointwise`, and `n` back to (length, filters). Layers called more
+    than once, channels-first ones, causal or unknown-length 1-D ones and those whose
+    new names are taken are left as they are.
     """
     tf_keras = _compat.tf_keras()
     if isinstance(model, tf_keras.Sequential) or not getattr(model, "_is_graph_network", False):
@@ -376,19 +391,36 @@ def split_separable(model: Any) -> tuple[Any, list[Rewrite]]:
     done: list[Rewrite] = []
     for entry in config["layers"]:
         kind = entry.get("class_name")
-        layer_config = entry.get("config", {})
-        name = layer_config.get("name")
+        layer_config = dict(entry.get("config", {}))
+        name = str(layer_config.get("name"))
         nodes = entry.get("inbound_nodes") or []
-        depthwise = depthwise_name(str(name))
+        depthwise = depthwise_name(name)
+        one_d = kind == "SeparableConv1D"
+        added = {depthwise} | ({f"{name}_expand", f"{name}_pointwise"} if one_d else set())
         if (
-            kind != "SeparableConv2D"
+            kind not in ("SeparableConv1D", "SeparableConv2D")
             or len(nodes) != 1
             or layer_config.get("data_format", "channels_last") != "channels_last"
-            or depthwise in names
+            or added & names
         ):
             new_layers.append(entry)
             continue
-        layer_weights = model.get_layer(name).get_weights()
+        layer = model.get_layer(name)
+        layer_weights = layer.get_weights()
+        if one_d:
+            length = layer.input_shape[1]
+            if layer_config.get("padding") == "causal" or length is None:
+                new_layers.append(entry)
+                continue
+            for key in ("kernel_size", "strides", "dilation_rate"):
+                layer_config[key] = _pair(layer_config[key])
+            layer_weights = [layer_weights[0][None], layer_weights[1][None], *layer_weights[2:]]
+            expand = f"{name}_expand"
+            new_layers.append(
+                _layer_entry("Reshape", expand, nodes, target_shape=[1, *layer.input_shape[1:]])
+            )
+            nodes = [[[expand, 0, 0, {}]]]
+        pointwise = f"{name}_pointwise" if one_d else name
         common = {"trainable": layer_config.get("trainable", True)}
         new_layers.append(
             _layer_entry(
@@ -406,7 +438,7 @@ def split_separable(model: Any) -> tuple[Any, list[Rewrite]]:
         new_layers.append(
             _layer_entry(
                 "Conv2D",
-                name,
+                pointwise,
                 [[[depthwise, 0, 0, {}]]],
                 **common,
                 **{k: layer_config[k] for k in _POINTWISE_KEYS if k in layer_config},
@@ -420,13 +452,23 @@ def split_separable(model: Any) -> tuple[Any, list[Rewrite]]:
                 padding="valid",
             )
         )
+        if one_d:
+            new_layers.append(
+                _layer_entry(
+                    "Reshape",
+                    name,
+                    [[[pointwise, 0, 0, {}]]],
+                    target_shape=list(layer.output_shape[1:]),
+                )
+            )
         weights[depthwise] = layer_weights[:1]
-        weights[name] = layer_weights[1:]
+        weights[pointwise] = layer_weights[1:]
         done.append(
             Rewrite(
                 name=name,
-                op="SeparableConv2D (split into depthwise + pointwise)",
-                replacement=f"DepthwiseConv2D ({depthwise}) + Conv2D 1x1 ({name})",
+                op=f"{kind} (split into depthwise + pointwise)",
+                replacement=f"DepthwiseConv2D ({depthwise}) + Conv2D 1x1 ({pointwise})"
+                + (" between Reshape layers" if one_d else ""),
             )
         )
     if not done:

@@ -230,8 +230,8 @@ def prepare(
     with tfmot.quantization.keras.quantize_scope():
         annotated = layers_lib.wrap_layers(owned, list(chosen), wrap)
     by_name = {r.name: r for r in rewrites}
-    # A split separable convolution's depthwise half carries the same note.
-    by_name.update({_qat_rewrite.depthwise_name(r.name): r for r in separable})
+    # Every layer a split separable convolution became carries the same note.
+    by_name.update({name: r for r in separable for name in _qat_rewrite.added_layers(r)})
     decisions = [
         dataclasses.replace(d, reason=f"{d.reason}; rewritten from {by_name[d.name].op}")
         if d.name in by_name
