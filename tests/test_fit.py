@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import pathlib
 import socket
 import subprocess
 import sys
@@ -216,3 +218,58 @@ def test_multi_worker_two_processes(saved_model):
         r = _result(stdout)
         assert r["prune_replicas"] == 2 and r["cluster_replicas"] == 2
         assert abs(r["sparsity"] - 0.5) < 0.02 and r["unique"] <= 4
+
+
+def _scalars(folder) -> dict[str, list[float]]:
+    """{tag: values} of every scalar summary in the event files under `folder`."""
+    tf = _compat.tf()
+    out: dict[str, list[float]] = {}
+    for path in sorted(pathlib.Path(folder).rglob("events.out.tfevents*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.HasField("tensor"):
+                    number = tf.make_ndarray(value.tensor)
+                    if number.dtype.kind not in "fiu" or number.size != 1:
+                        continue  # the model graph, histograms
+                else:
+                    number = value.simple_value
+                out.setdefault(value.tag, []).append(float(number))
+    return out
+
+
+def test_log_dir_writes_summaries_tensorboard_reads(tmp_path):
+    # tensorboard is in the `tensorflow` extra, so --log_dir works on a default install.
+    assert importlib.util.find_spec("tensorboard") is not None
+    from tensorboard.backend.event_processing import event_accumulator
+
+    from edgekit.optimize import prune
+
+    log_dir = tmp_path / "logs"
+    fit = config.FitConfig(epochs=2, batch_size=16, log_dir=str(log_dir))
+    cfg = config.PruneConfig(target_sparsity=0.5, schedule="constant")
+    _, report = prune.prune(_tiny(), cfg, _data(), fit=fit)
+    # Keras' TensorBoard callback: the loss of each epoch, as TensorBoard reads it.
+    train = event_accumulator.EventAccumulator(str(log_dir / "train"))
+    train.Reload()
+    assert "epoch_loss" in train.Tags()["tensors"]
+    losses_logged = _scalars(log_dir / "train")["epoch_loss"]
+    assert len(losses_logged) == 2
+    np.testing.assert_allclose(losses_logged, report.fit.history["loss"], rtol=1e-5)
+    # TF-MOT's PruningSummaries: each pruned kernel's sparsity (and threshold).
+    metrics = _scalars(log_dir / "metrics")
+    sparsity = {tag: v for tag, v in metrics.items() if tag.endswith("/sparsity")}
+    assert sparsity and any(tag.endswith("/threshold") for tag in metrics)
+    assert max(max(v) for v in sparsity.values()) == pytest.approx(0.5, abs=0.05)
+
+
+def test_log_dir_without_tensorboard_is_a_clear_error(monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorboard" else real(name, *a),
+    )
+    fit = config.FitConfig(epochs=1, log_dir=str(tmp_path / "logs"))
+    with pytest.raises(errors.UserInputError, match=r"tensorboard.*edgekit\[tensorflow\]"):
+        fit_lib.fine_tune(lambda: layers_lib.clone(_tiny()), _data(), fit=fit)
+    assert not (tmp_path / "logs").exists()

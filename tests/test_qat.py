@@ -429,3 +429,108 @@ def test_swish_inside_a_layer_is_moved_out_so_int8_needs_no_calibration(tmp_path
     cos = float((want * got).sum() / np.linalg.norm(want) / np.linalg.norm(got))
     assert cos >= 0.99, cos
     _loads_in_fresh_process(q, xt, tmp_path)  # the sigmoid's quantize config too
+
+
+# -- separable convolutions ----------------------------------------------------
+
+
+def _xception_block_model(seed: int = 0, size: int = 16):
+    """Xception's pattern in small: separable convs with BN and ReLU, a strided residual Add."""
+    k = _compat.tf_keras()
+    k.utils.set_random_seed(seed)
+    inp = k.Input((size, size, 3))
+    x = k.layers.Rescaling(1 / 255.0)(inp)
+    x = k.layers.Conv2D(8, 3, strides=2, use_bias=False)(x)
+    x = k.layers.BatchNormalization()(x)
+    x = k.layers.ReLU()(x)
+    residual = k.layers.Conv2D(16, 1, strides=2, padding="same", use_bias=False)(x)
+    residual = k.layers.BatchNormalization()(residual)
+    y = k.layers.SeparableConv2D(16, 3, padding="same", use_bias=False)(x)
+    y = k.layers.BatchNormalization()(y)
+    y = k.layers.ReLU()(y)
+    y = k.layers.SeparableConv2D(16, 3, padding="same", use_bias=False, depth_multiplier=2)(y)
+    y = k.layers.BatchNormalization()(y)
+    y = k.layers.MaxPooling2D(3, strides=2, padding="same")(y)
+    x = k.layers.Add()([y, residual])
+    x = k.layers.ReLU()(x)
+    x = k.layers.SeparableConv2D(12, 3, strides=2, activation="relu")(x)  # bias, fused ReLU
+    x = k.layers.GlobalAveragePooling2D()(x)
+    return k.Model(inp, k.layers.Dense(10)(x))
+
+
+def _digits(size: int):
+    """The bundled digits as size x size RGB images in [0, 255] (train, test)."""
+    from edgekit.datasets import digits
+
+    def enlarge(x):
+        x = np.kron(x, np.ones((1, size // 8, size // 8, 1), np.float32)) * 255.0
+        return np.repeat(x, 3, axis=-1).astype("float32")
+
+    (x_train, y_train), (x_test, y_test) = digits.load_digits()
+    return (enlarge(x_train), y_train), (enlarge(x_test), y_test)
+
+
+def test_separable_conv_split_computes_what_it_did():
+    model = _settle_batch_norm(_xception_block_model(), _digits(16)[0][0][:64])
+    # Non-trivial weights everywhere, a bias included.
+    rs = np.random.RandomState(1)
+    model.set_weights([w + rs.normal(0, 0.1, w.shape).astype(w.dtype) for w in model.get_weights()])
+    split, rewrites = qat._qat_rewrite.split_separable(model)
+    separable = [layer.name for layer in model.layers if type(layer).__name__ == "SeparableConv2D"]
+    assert sorted(r.name for r in rewrites) == sorted(separable) and len(separable) == 3
+    kinds = {layer.name: type(layer).__name__ for layer in split.layers}
+    for name in separable:
+        assert kinds[name] == "Conv2D" and kinds[f"{name}_depthwise"] == "DepthwiseConv2D"
+    assert "SeparableConv2D" not in kinds.values()
+    x = _digits(16)[1][0][:32]
+    assert np.abs(split.predict(x, verbose=0) - model.predict(x, verbose=0)).max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_separable_convs_are_quantized_and_convert_with_trained_ranges():
+    k = _compat.tf_keras()
+    (x, y), (x_test, y_test) = _digits(16)
+    model = _xception_block_model()
+    model.compile(k.optimizers.Adam(1e-2), k.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    assert np.mean(model.predict(x_test, verbose=0).argmax(-1) == y_test) > 0.5  # it learned
+    q, report = qat.quantize_aware(model, config_lib.QATConfig(), (x, y), fit=FIT)
+    assert report.num_float == 0 and not report.float_layers()
+    split = [d for d in report.layers if "SeparableConv2D (split" in d.reason]
+    assert sorted(d.type for d in split) == ["Conv2D"] * 3 + ["DepthwiseConv2D"] * 3
+    assert all(d.status == qat.QUANTIZED for d in split)
+    result = convert_lib.convert(q, config_lib.ConvertConfig(mode="int8"))
+    assert result.num_calibration_samples == 0
+    assert result.converter_settings["ranges"].startswith("from quantization-aware training")
+    assert convert_lib.float_ops(result.tflite_bytes) == []
+    want = q.predict(x_test, verbose=0)
+    got = runtime.LiteModel(result.tflite_bytes).predict(x_test)
+    cos = float((want * got).sum() / np.linalg.norm(want) / np.linalg.norm(got))
+    assert cos >= 0.98, cos
+
+
+def test_separable_conv1d_is_split_and_quantized():
+    k = _compat.tf_keras()
+    k.utils.set_random_seed(0)
+    inp = k.Input((20, 3))
+    x = k.layers.SeparableConv1D(8, 3, padding="same", activation="relu")(inp)
+    x = k.layers.SeparableConv1D(8, 3, strides=2, depth_multiplier=2)(x)
+    x = k.layers.ReLU()(x)
+    model = k.Model(inp, k.layers.Dense(4)(k.layers.Flatten()(x)))
+    rs = np.random.RandomState(0)
+    model.set_weights([w + rs.normal(0, 0.1, w.shape).astype(w.dtype) for w in model.get_weights()])
+    x_data = rs.normal(0, 1, (64, 20, 3)).astype("float32")
+    split, rewrites = qat._qat_rewrite.split_separable(model)
+    assert len(rewrites) == 2
+    assert np.abs(split.predict(x_data, verbose=0) - model.predict(x_data, verbose=0)).max() <= 1e-5
+    q, report = qat.quantize_aware(
+        model, config_lib.QATConfig(), (x_data, rs.randint(0, 4, 64)), fit=FIT
+    )
+    assert report.num_float == 0
+    noted = {d.type for d in report.layers if "SeparableConv1D (split" in d.reason}
+    assert noted == {"Reshape", "DepthwiseConv2D", "Conv2D"}
+    result = convert_lib.convert(q, config_lib.ConvertConfig(mode="int8"))
+    assert result.converter_settings["ranges"].startswith("from quantization-aware training")
+    assert convert_lib.float_ops(result.tflite_bytes) == []
+    want, got = q.predict(x_data, verbose=0), runtime.LiteModel(result.tflite_bytes).predict(x_data)
+    assert float((want * got).sum() / np.linalg.norm(want) / np.linalg.norm(got)) >= 0.99

@@ -13,6 +13,13 @@ only, so the value between the two ops had no trained range; the int8 converter
 then had to calibrate the whole model, replacing every range QAT learned. Split
 into a scale layer and a shift layer, each output gets its own trained range, and
 the int8 file computes what the QAT model computed.
+
+`split_separable` does the same for a separable convolution, which TFLite runs as a
+DEPTHWISE_CONV_2D and a CONV_2D and TF-MOT has no config for: it becomes a
+`DepthwiseConv2D` and a 1x1 `Conv2D` with the same weights (TF-MOT's own
+`SeparableConvQuantize` layout transform does this, but only inside
+`quantize_model`), so both get TF-MOT's 8-bit configs and the value between them a
+trained range.
 """
 
 from __future__ import annotations
@@ -79,12 +86,21 @@ def _layer_entry(
     }
 
 
-def _rebuild(model: Any, config: dict[str, Any]) -> Any:
-    """The model `config` describes, with `model`'s weights for the layers both name."""
+def _rebuild(
+    model: Any, config: dict[str, Any], weights: dict[str, list[np.ndarray]] | None = None
+) -> Any:
+    """The model `config` describes, with `model`'s weights for the layers both name.
+
+    `weights` gives the weights of new layers (or of layers whose weights changed
+    shape), by layer name; it wins over `model`'s.
+    """
     rebuilt = _compat.tf_keras().Model.from_config(config)
     old = {layer.name: layer for layer in model.layers}
+    weights = weights or {}
     for layer in rebuilt.layers:
-        if layer.weights and layer.name in old:
+        if layer.name in weights:
+            layer.set_weights(weights[layer.name])
+        elif layer.weights and layer.name in old:
             layer.set_weights(old[layer.name].get_weights())
     return rebuilt
 
@@ -309,3 +325,153 @@ def split_activations(model: Any) -> tuple[Any, list[Rewrite]]:
         config["output_layers"] = _redirect(config["output_layers"], old, new)
     config["layers"] = new_layers
     return _rebuild(model, config), done
+
+
+# ----------------------------------------------------------------------------
+# Separable convolutions
+
+
+def depthwise_name(name: str) -> str:
+    """The name of the depthwise layer `split_separable` makes from separable `name`."""
+    return f"{name}_depthwise"
+
+
+def added_layers(rewrite: Rewrite) -> list[str]:
+    """The layers a `split_separable` rewrite added besides the one keeping the name."""
+    if rewrite.op.startswith("SeparableConv1D"):
+        return [f"{rewrite.name}_expand", depthwise_name(rewrite.name), f"{rewrite.name}_pointwise"]
+    return [depthwise_name(rewrite.name)]
+
+
+# Config keys the depthwise and the pointwise layers take from a SeparableConv2D.
+_DEPTHWISE_KEYS = ("kernel_size", "strides", "padding", "data_format", "dilation_rate")
+_DEPTHWISE_RENAMED = ("depthwise_initializer", "depthwise_regularizer", "depthwise_constraint")
+_POINTWISE_RENAMED = {
+    "pointwise_initializer": "kernel_initializer",
+    "pointwise_regularizer": "kernel_regularizer",
+    "pointwise_constraint": "kernel_constraint",
+}
+_POINTWISE_KEYS = (
+    "filters",
+    "activation",
+    "use_bias",
+    "bias_initializer",
+    "bias_regularizer",
+    "bias_constraint",
+    "activity_regularizer",
+    "data_format",
+)
+
+
+def _pair(value: Any) -> list[Any]:
+    """A 1-D layer's size argument as the 2-D one over (1, length)."""
+    return [1, value[0] if isinstance(value, (list, tuple)) else value]
+
+
+def split_separable(model: Any) -> tuple[Any, list[Rewrite]]:
+    """Returns (model with each separable convolution split in two, what was split).
+
+    A `SeparableConv2D` named `n` becomes `DepthwiseConv2D` `n_depthwise` (kernel
+    size, strides, padding, dilation, depth multiplier; no bias, no activation) and a
+    1x1 `Conv2D` named `n` (filters, bias, activation), holding the layer's own
+    depthwise and pointwise kernels: the same function, computed as TFLite computes
+    it. A `SeparableConv1D` (TF-MOT has no 1-D convolution config) becomes the same
+    pair over a (1, length) image between two `Reshape` layers: `n_expand`, then
+    `n_depthwise`, `n_pointwise`, and `n` back to (length, filters). Layers called more
+    than once, channels-first ones, causal or unknown-length 1-D ones and those whose
+    new names are taken are left as they are.
+    """
+    tf_keras = _compat.tf_keras()
+    if isinstance(model, tf_keras.Sequential) or not getattr(model, "_is_graph_network", False):
+        return model, []
+    config = model.get_config()
+    names = {layer.name for layer in model.layers}
+    new_layers: list[dict[str, Any]] = []
+    weights: dict[str, list[np.ndarray]] = {}
+    done: list[Rewrite] = []
+    for entry in config["layers"]:
+        kind = entry.get("class_name")
+        layer_config = dict(entry.get("config", {}))
+        name = str(layer_config.get("name"))
+        nodes = entry.get("inbound_nodes") or []
+        depthwise = depthwise_name(name)
+        one_d = kind == "SeparableConv1D"
+        added = {depthwise} | ({f"{name}_expand", f"{name}_pointwise"} if one_d else set())
+        if (
+            kind not in ("SeparableConv1D", "SeparableConv2D")
+            or len(nodes) != 1
+            or layer_config.get("data_format", "channels_last") != "channels_last"
+            or added & names
+        ):
+            new_layers.append(entry)
+            continue
+        layer = model.get_layer(name)
+        layer_weights = layer.get_weights()
+        if one_d:
+            length = layer.input_shape[1]
+            if layer_config.get("padding") == "causal" or length is None:
+                new_layers.append(entry)
+                continue
+            for key in ("kernel_size", "strides", "dilation_rate"):
+                layer_config[key] = _pair(layer_config[key])
+            layer_weights = [layer_weights[0][None], layer_weights[1][None], *layer_weights[2:]]
+            expand = f"{name}_expand"
+            new_layers.append(
+                _layer_entry("Reshape", expand, nodes, target_shape=[1, *layer.input_shape[1:]])
+            )
+            nodes = [[[expand, 0, 0, {}]]]
+        pointwise = f"{name}_pointwise" if one_d else name
+        common = {"trainable": layer_config.get("trainable", True)}
+        new_layers.append(
+            _layer_entry(
+                "DepthwiseConv2D",
+                depthwise,
+                nodes,
+                **common,
+                **{k: layer_config[k] for k in _DEPTHWISE_KEYS if k in layer_config},
+                **{k: layer_config[k] for k in _DEPTHWISE_RENAMED if k in layer_config},
+                depth_multiplier=layer_config.get("depth_multiplier", 1),
+                activation="linear",
+                use_bias=False,
+            )
+        )
+        new_layers.append(
+            _layer_entry(
+                "Conv2D",
+                pointwise,
+                [[[depthwise, 0, 0, {}]]],
+                **common,
+                **{k: layer_config[k] for k in _POINTWISE_KEYS if k in layer_config},
+                **{
+                    new: layer_config[k]
+                    for k, new in _POINTWISE_RENAMED.items()
+                    if k in layer_config
+                },
+                kernel_size=[1, 1],
+                strides=[1, 1],
+                padding="valid",
+            )
+        )
+        if one_d:
+            new_layers.append(
+                _layer_entry(
+                    "Reshape",
+                    name,
+                    [[[pointwise, 0, 0, {}]]],
+                    target_shape=list(layer.output_shape[1:]),
+                )
+            )
+        weights[depthwise] = layer_weights[:1]
+        weights[pointwise] = layer_weights[1:]
+        done.append(
+            Rewrite(
+                name=name,
+                op=f"{kind} (split into depthwise + pointwise)",
+                replacement=f"DepthwiseConv2D ({depthwise}) + Conv2D 1x1 ({pointwise})"
+                + (" between Reshape layers" if one_d else ""),
+            )
+        )
+    if not done:
+        return model, []
+    config["layers"] = new_layers
+    return _rebuild(model, config, weights), done

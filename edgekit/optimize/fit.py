@@ -156,8 +156,8 @@ def check_log_dir(log_dir: str | None) -> None:
     if log_dir and importlib.util.find_spec("tensorboard") is None:
         raise errors.UserInputError(
             "log_dir asks for TensorBoard summaries, and the tensorboard package is not "
-            "installed. Install it (pip install tensorboard), or leave log_dir unset. "
-            + errors.received(log_dir=log_dir)
+            "installed. Install edgekit[tensorflow] (it includes tensorboard) or pip install "
+            "tensorboard, or leave log_dir unset. " + errors.received(log_dir=log_dir)
         )
 
 

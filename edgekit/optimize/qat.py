@@ -6,7 +6,8 @@ and `Normalization`, `Multiply`, or a BatchNormalization that does not follow a
 convolution. `quantize_aware` instead (1) rewrites scalar op layers into built-in
 `Rescaling`/`ReLU` layers, (2) gives the layers TF-MOT has no config for an
 output-only 8-bit config, (3) splits layers that become two TFLite ops (a multiply
-and an add) so each op has a trained range, (4) leaves anything else float (the int8
+and an add; a separable convolution's depthwise and pointwise steps) so each op has
+a trained range, (4) leaves anything else float (the int8
 converter then calibrates it from data), and (5) reports each layer's fate with the
 reason. A model with no float layer converts to int8 with the ranges it learned and
 no calibration data, so the int8 file computes what the QAT model computed.
@@ -212,11 +213,13 @@ def prepare(
     layers_lib.check_functional(model, what=_WHAT)
     owned = layers_lib.clone(model)
     rewrites: list[_qat_rewrite.Rewrite] = []
+    separable: list[_qat_rewrite.Rewrite] = []
     if config.rewrite_ops:
         owned, rewrites = _qat_rewrite.rewrite_ops(owned)
+        owned, separable = _qat_rewrite.split_separable(owned)
         owned, split = _qat_rewrite.split_affine(owned)
         owned, moved = _qat_rewrite.split_activations(owned)
-        rewrites += split + moved
+        rewrites += separable + split + moved
     chosen, decisions = plan(owned, config)
     annotate = tfmot.quantization.keras.quantize_annotate_layer
 
@@ -227,6 +230,8 @@ def prepare(
     with tfmot.quantization.keras.quantize_scope():
         annotated = layers_lib.wrap_layers(owned, list(chosen), wrap)
     by_name = {r.name: r for r in rewrites}
+    # Every layer a split separable convolution became carries the same note.
+    by_name.update({name: r for r in separable for name in _qat_rewrite.added_layers(r)})
     decisions = [
         dataclasses.replace(d, reason=f"{d.reason}; rewritten from {by_name[d.name].op}")
         if d.name in by_name
