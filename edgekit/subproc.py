@@ -183,11 +183,67 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-def _start_and_wait(cmd: Sequence[str], env: dict[str, str]) -> tuple[int, bool]:
+class _Forked:
+    """A forked child that runs a function, with the small part of `Popen` used here."""
+
+    def __init__(self, child: Callable[[], int], env: dict[str, str]) -> None:
+        preexec = _die_with_parent()
+        self.returncode: int | None = None
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never returns
+            code = 1
+            try:
+                os.environ.clear()
+                os.environ.update(env)
+                if preexec is not None:
+                    preexec()
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                for s in (signal.SIGTERM, signal.SIGHUP):
+                    signal.signal(s, signal.SIG_DFL)
+                code = child()
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except BaseException:  # a bug: show it, as an unisolated command would
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _start_and_wait(
+    cmd: Sequence[str] | Callable[[], int], env: dict[str, str]
+) -> tuple[int, bool]:
     """Runs `cmd`, forwarding SIGINT/SIGTERM/SIGHUP; returns (returncode, stopped)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    proc = subprocess.Popen(list(cmd), env=env, preexec_fn=_die_with_parent())
+    if callable(cmd):
+        proc: Any = _Forked(cmd, env)
+    else:
+        proc = subprocess.Popen(list(cmd), env=env, preexec_fn=_die_with_parent())
     stopped = []
 
     def forward(signum: int, frame: Any) -> None:
@@ -218,12 +274,18 @@ def _say(message: str, *, prefix: str) -> None:
 
 
 def run_isolated(
-    cmd: Sequence[str], *, what: str, say: Callable[[str, str], None] | None = None
+    cmd: Sequence[str] | Callable[[], int],
+    *,
+    what: str,
+    say: Callable[[str, str], None] | None = None,
 ) -> Outcome:
     """Runs `cmd` in a child; retries once with oneDNN off if it crashes.
 
     Args:
-      cmd: the child's command line (see `child_command`).
+      cmd: the child's command line (see `child_command`), or a function that a forked
+        child runs and whose return value is its exit status. A forked child keeps
+        what the caller's process holds (its imports, registered Keras classes, parsed
+        flags); the parent must not have imported TensorFlow.
       what: the command's name for messages, e.g. "edgekit-prune".
       say: `say(message, prefix)` prints a paragraph (default: wrapped, on stderr).
 

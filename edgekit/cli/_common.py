@@ -57,7 +57,7 @@ def run(
         try:
             require(*required)
             if isolate and not subproc.in_child():
-                sys.exit(_run_isolated(main))
+                sys.exit(_run_isolated(main, argv))
             if isolate:
                 subproc.quiet_fault_dump()
                 subproc.test_crash_point("command")
@@ -74,15 +74,33 @@ def run(
     app.run(guarded)
 
 
-def _run_isolated(main: Callable[[Sequence[str]], Any]) -> int:
-    """The parent of an isolated command: runs it in a child, says how a crash ended."""
+def _run_isolated(main: Callable[[Sequence[str]], Any], argv: Sequence[str]) -> int:
+    """The parent of an isolated command: runs it in a child, says how a crash ended.
+
+    The child is forked, so it keeps what this process holds: the parsed flags, and
+    Keras classes a user's script registered before calling the command's `run()`.
+    """
     module = subproc.command_module(main.__module__) or ""
     what = (
         "edgekit-" + module.rsplit(".", 1)[-1]
         if module.startswith("edgekit.cli.")
         else pathlib.Path(sys.argv[0]).name
     )
-    outcome = subproc.run_isolated(subproc.child_command(module), what=what)
+
+    def child() -> int:
+        subproc.quiet_fault_dump()
+        subproc.test_crash_point("command")
+        try:
+            main(argv)
+        except errors.UserInputError as e:
+            print_error(str(e))
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            print("error: interrupted.", file=sys.stderr)
+            return 128 + signal.SIGINT
+        return 0
+
+    outcome = subproc.run_isolated(child, what=what)
     if outcome.returncode == 0 and outcome.crash_retry:
         json_flag = flags.FLAGS["json"].value if "json" in flags.FLAGS else None
         if json_flag:
