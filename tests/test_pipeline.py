@@ -15,6 +15,7 @@ import pytest
 
 from edgekit import errors, pipeline, recipes
 from edgekit.config import Recipe
+from edgekit.pipeline import summary as summary_lib
 
 
 def _sha(path):
@@ -237,11 +238,7 @@ def _short_benchmark(recipe):
 
 
 @pytest.mark.slow
-def test_a_slower_result_is_said_in_output_summary_manifest_and_report(
-    example_dir, tmp_path, capsys
-):
-    from edgekit.cli import optimize
-
+def test_a_slower_result_is_said_in_output_summary_manifest_and_report(example_dir, tmp_path):
     # int16x8: XNNPack has no int16 kernels, so every op runs on the reference kernels
     # (about 14x slower than float32 on the example, on an AVX-512 CPU).
     lines = []
@@ -262,14 +259,12 @@ def test_a_slower_result_is_said_in_output_summary_manifest_and_report(
     md = (tmp_path / "slow" / "report.md").read_text()
     assert "## Warnings" in md and "SLOWER" in md
     assert "SLOWER" in (tmp_path / "slow" / "report.html").read_text()
-    optimize._print_summary(result)  # what edgekit-optimize prints at the end
-    assert "\nWARNING: The result is SLOWER" in capsys.readouterr().out
+    printed = summary_lib.format_summary(result)  # what edgekit-optimize prints at the end
+    assert "\nWARNING: The result is SLOWER" in printed
 
 
 @pytest.mark.slow
-def test_a_normal_result_gets_no_warning(example_dir, tmp_path, capsys):
-    from edgekit.cli import optimize
-
+def test_a_normal_result_gets_no_warning(example_dir, tmp_path):
     # float16 weights are expanded to float32 at load: the same speed, half the size.
     result = pipeline.run(
         _short_benchmark(recipes.resolve_recipe("ptq_float16")),
@@ -280,5 +275,4 @@ def test_a_normal_result_gets_no_warning(example_dir, tmp_path, capsys):
     )
     assert result.summary["warnings"] == []
     assert "Warnings" not in (tmp_path / "ok" / "report.md").read_text()
-    optimize._print_summary(result)
-    assert "WARNING" not in capsys.readouterr().out
+    assert "WARNING" not in summary_lib.format_summary(result)

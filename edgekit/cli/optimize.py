@@ -87,44 +87,9 @@ def main(argv: Sequence[str]) -> None:
 
 
 def _print_summary(result) -> None:
-    s = result.summary
-    o, r, ratios = s["original"], s["result"], s["ratios"]
-    rows = []
+    from edgekit.pipeline import summary as summary_lib  # lazy, like the pipeline itself
 
-    def pct(v):
-        return None if v is None else f"{100 * v:.2f}%"
-
-    def lat(d, k):
-        return None if not d or not d.get("latency_us") else f"{d['latency_us'][k] / 1000:.3f}"
-
-    for name, d in (("original", o), ("result", r)):
-        rows.append(
-            [
-                name,
-                None if d.get("size_bytes") is None else f"{d['size_bytes'] / 1024:.1f}",
-                None if d.get("gzip_size_bytes") is None else f"{d['gzip_size_bytes'] / 1024:.1f}",
-                pct(d.get("accuracy")),
-                lat(d, "p50"),
-                lat(d, "p99"),
-            ]
-        )
-    print()
-    _common.print_table(rows, ("model", "size KB", "gzip KB", "accuracy", "p50 ms", "p99 ms"))
-    if ratios.get("size") is not None:
-        print(f"\nsize ratio {ratios['size']:.3f} (gzip {ratios['gzip_size']:.3f})", end="")
-    if ratios.get("accuracy_drop_points") is not None:
-        print(f", accuracy drop {ratios['accuracy_drop_points']:+.2f} points", end="")
-    lr = ratios.get("latency")
-    if isinstance(lr, dict) and lr.get("median") is not None:
-        print(f", latency ratio (median of interleaved pairs) {lr['median']:.3f}", end="")
-    print()
-    for w in s.get("warnings") or ():
-        print(f"\nWARNING: {w}")
-    print(
-        f"\nWrote {result.output_dir}/: model.tflite, manifest.json, report.md, report.html "
-        f"in {result.seconds:.0f} s"
-        + (f" (resumed after {', '.join(result.resumed_stages)})" if result.resumed_stages else "")
-    )
+    print(summary_lib.format_summary(result))
 
 
 def run() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from edgekit import __version__, _compat, report
 from edgekit import config as config_lib
+from edgekit.benchmark.harness import report as harness_report
 from edgekit.report import findings
 
 
@@ -118,3 +119,48 @@ def metrics(summary: report.Summary) -> dict[str, Any]:
     s = summary.to_dict()
     keys = ("original", "result", "ratios", "warnings")
     return {k: s[k] for k in keys}
+
+
+def format_summary(result: Any) -> str:
+    """What `edgekit-optimize` prints at the end of a run: the table, ratios, warnings."""
+    s = result.summary
+    o, r, ratios = s["original"], s["result"], s["ratios"]
+    rows = []
+
+    def pct(v: Any) -> str | None:
+        return None if v is None else f"{100 * v:.2f}%"
+
+    def lat(d: dict[str, Any], k: str) -> str | None:
+        return None if not d or not d.get("latency_us") else f"{d['latency_us'][k] / 1000:.3f}"
+
+    for name, d in (("original", o), ("result", r)):
+        rows.append(
+            [
+                name,
+                None if d.get("size_bytes") is None else f"{d['size_bytes'] / 1024:.1f}",
+                None if d.get("gzip_size_bytes") is None else f"{d['gzip_size_bytes'] / 1024:.1f}",
+                pct(d.get("accuracy")),
+                lat(d, "p50"),
+                lat(d, "p99"),
+            ]
+        )
+    headers = ("model", "size KB", "gzip KB", "accuracy", "p50 ms", "p99 ms")
+    out = ["", harness_report.format_table(rows, headers)]
+    line = ""
+    if ratios.get("size") is not None:
+        line += f"size ratio {ratios['size']:.3f} (gzip {ratios['gzip_size']:.3f})"
+    if ratios.get("accuracy_drop_points") is not None:
+        line += f", accuracy drop {ratios['accuracy_drop_points']:+.2f} points"
+    lr = ratios.get("latency")
+    if isinstance(lr, dict) and lr.get("median") is not None:
+        line += f", latency ratio (median of interleaved pairs) {lr['median']:.3f}"
+    out += ["", line]
+    for w in s.get("warnings") or ():
+        out += ["", f"WARNING: {w}"]
+    out += [
+        "",
+        f"Wrote {result.output_dir}/: model.tflite, manifest.json, report.md, report.html "
+        f"in {result.seconds:.0f} s"
+        + (f" (resumed after {', '.join(result.resumed_stages)})" if result.resumed_stages else ""),
+    ]
+    return "\n".join(out)
