@@ -100,8 +100,13 @@ def _labels(y: np.ndarray | None) -> np.ndarray | None:
 
 
 def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Share of samples whose label is among the k highest scores."""
-    top = np.argsort(-scores, axis=-1)[:, :k]
+    """Share of samples whose label is among the k highest scores.
+
+    Tied scores (common in an int8 softmax) go to the lower class index, as with
+    `np.argmax` (what an app and `parity`'s top-1 agreement use): a stable sort, since
+    numpy's default one may order ties either way.
+    """
+    top = np.argsort(-scores, axis=-1, kind="stable")[:, :k]
     return float(np.mean(np.any(top == labels[:, None], axis=-1)))
 
 

@@ -23,6 +23,19 @@ def test_parity_figures_on_known_arrays():
     assert evaluate.parity(ref, ref).cosine == pytest.approx(1.0)
 
 
+def test_top1_accuracy_breaks_ties_as_argmax_does():
+    # An int8 softmax often ties its two highest scores; the class counted is the one
+    # np.argmax (and an app) picks, so accuracy and top-1 agreement never contradict.
+    scores = np.tile(np.linspace(0.0, 0.5, 64), (256, 1))
+    scores[:, 40] = 0.5  # ties with the last class: argmax picks 40
+    assert evaluate.top_k_accuracy(scores, np.full(256, 63), 1) == 0.0
+    assert evaluate.top_k_accuracy(scores, np.full(256, 40), 1) == 1.0
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 4, (512, 32)) / 4  # ties everywhere
+    labels = rng.integers(0, 32, 512)
+    assert evaluate.top_k_accuracy(coarse, labels, 1) == np.mean(coarse.argmax(1) == labels)
+
+
 def test_top_k_and_metric_hook(tiny_model, tiny_data):
     x, y = tiny_data
     r = convert.convert(tiny_model)

@@ -300,9 +300,9 @@ def run_evaluate(ctx: Context) -> dict[str, Any]:
         ctx.model_path, ctx.test, config=ctx.recipe.evaluate, reference=ctx.current
     )
     info: dict[str, Any] = ev.to_dict()
-    info["sparsity_per_layer"] = _tflite_weight_sparsity(ctx.model_path) or _keras_sparsity(
-        ctx.current
-    )
+    info["sparsity_per_layer"] = _tflite_weight_sparsity(
+        ctx.model_path, ctx.current
+    ) or _keras_sparsity(ctx.current)
     if ctx.recipe.convert.mode.needs_calibration and io.is_tf_keras_model(ctx.current):
         ctx.progress.note("per-layer quantization error (TensorFlow's quantization debugger)")
         try:
@@ -344,11 +344,27 @@ def _keras_sparsity(model: Any) -> list[dict[str, Any]]:
 _WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "TRANSPOSE_CONV": 1}
 
 
-def _tflite_weight_sparsity(path: pathlib.Path) -> list[dict[str, Any]]:
+def _user_layer_name(parts: list[str], num_weights: int, model: Any) -> str:
+    """The layer a weight tensor named `scope/layer/...` belongs to, as the user named it.
+
+    Keras 3's export traces the model in a graph where every name scope was used once
+    already, so TensorFlow suffixes them all (`net` -> `net_1`, `conv2d` -> `conv2d_1`,
+    the user's own `conv2d_1` -> `conv2d_1_2`): undo that for a Keras 3 model.
+    """
+    (head, _, n), label = parts[0].rpartition("_"), parts[1]
+    base, _, suffix = label.rpartition("_")
+    if not (keras3.is_keras3(model) and head == model.name and n.isdigit() and suffix.isdigit()):
+        return label
+    sizes = {x.name: int(np.prod(x.weights[0].shape)) if x.weights else 0 for x in model.layers}
+    return base if sizes.get(base) in (0, num_weights) else label
+
+
+def _tflite_weight_sparsity(path: pathlib.Path, model: Any = None) -> list[dict[str, Any]]:
     """Share of exact zeros in each conv/dense weight tensor of the converted file.
 
     Read from the .tflite itself, so it is what ships, whatever the Keras model's
-    wrappers (QAT, pruning) looked like.
+    wrappers (QAT, pruning) looked like; `model` (the Keras model converted) gives a
+    Keras 3 model's layer names back.
     """
     model_report = lite_inspect.inspect_model(path).to_dict()
     tensors = {(t["subgraph"], t["index"]): t for t in model_report["tensors"]}
@@ -362,13 +378,14 @@ def _tflite_weight_sparsity(path: pathlib.Path) -> list[dict[str, Any]]:
             continue
         name = t["name"].split(";")[0]
         parts = [p for p in name.split("/") if p]
-        layer = parts[1] if len(parts) > 2 else name
+        num_weights = int(np.prod(t["shape"])) if t["shape"] else 0
+        layer = _user_layer_name(parts, num_weights, model) if len(parts) > 2 else name
         rows.append(
             {
                 "layer": layer,
                 "type": op["type"],
                 "sparsity": float(t["zero_fraction"]),
-                "num_weights": int(np.prod(t["shape"])) if t["shape"] else 0,
+                "num_weights": num_weights,
             }
         )
     return rows
