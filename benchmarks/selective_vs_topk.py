@@ -40,6 +40,9 @@ _MODEL = flags.DEFINE_string(
     "model", "tiny", "tiny, mobilenet_v2, or a tf_keras.applications name (e.g. MobileNetV3Small)."
 )
 _EPOCHS = flags.DEFINE_integer("epochs", 5, "Digits training epochs (applications nets).")
+_CALIBRATION = flags.DEFINE_integer(
+    "calibration_samples", 300, "Calibration samples, spread over the train split.", lower_bound=1
+)
 _MAX_K = flags.DEFINE_integer("max_k", 0, "Stop the baseline after this many ops (0: all).")
 
 
@@ -62,33 +65,9 @@ def _model_and_data():
     return model, paths["float"].read_bytes(), x_train, x_test, y_test
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    print(f"load average at start: {os.getloadavg()}")
-    model, blob, x_cal, x, y = _model_and_data()
-    cfg = ConvertConfig(backend="litert_quantizer", scheme="static_wi8_ai8")
-    float_acc = float(np.mean(runtime.LiteModel(blob).predict(x).argmax(1) == y))
-
-    r = selective.search(
-        blob, cfg, calibration_data=x_cal, eval_data=(x, y), max_accuracy_drop=_DROP.value
-    )
-    sel = r.converter_settings["selective"]
-    print(
-        f"float32: accuracy {100 * float_acc:.2f}%; full int8: accuracy "
-        f"{100 * sel['full']['accuracy']:.2f}%; {len(x)} eval samples"
-    )
-    print(
-        f"edgekit search: {len(sel['float_ops'])} float op(s) "
-        f"{[op['type'] for op in sel['float_ops']]}, accuracy {100 * sel['result']['accuracy']:.2f}%, "
-        f"{sel['result']['size_bytes']:,} bytes (full {sel['full']['size_bytes']:,}, float "
-        f"{sel['float']['size_bytes']:,}); its own ranking prefix needed {sel['top_k_prefix']}; "
-        f"{sel['evaluations']} evaluations, {sel['search_seconds']} s"
-    )
-    for op in sel["float_ops"]:
-        print(f"    {op['type']} {op['op']} (rank {op['sensitivity_rank']}): {op['why']}")
-
+def _debugger_ranking(model, x_cal, ops) -> list:
+    """Ops by the QuantizationDebugger's per-layer error in quantization steps."""
     rows = evaluate.layer_quantization_error(model, x_cal, debug_samples=64)
-    ops = litert_quantizer.model_ops(blob)
     by_name = {op.name: op for op in ops}
 
     def score(row: dict) -> float:
@@ -100,8 +79,49 @@ def main(argv: list[str]) -> None:
         op = by_name.get(str(row.get("tensor_name")))
         if op is not None and op not in ranked:
             ranked.append(op)
+    return ranked
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    print(f"load average at start: {os.getloadavg()}")
+    model, blob, x_cal, x, y = _model_and_data()
+    cfg = ConvertConfig(
+        backend="litert_quantizer",
+        scheme="static_wi8_ai8",
+        num_calibration_samples=_CALIBRATION.value,
+    )
+    float_acc = float(np.mean(runtime.LiteModel(blob).predict(x).argmax(1) == y))
+    ops = litert_quantizer.model_ops(blob)
+    ranked = _debugger_ranking(model, x_cal, ops)
     print(
-        f"debugger ranking ({len(ranked)} of {len(ops)} ops matched): {[op.type for op in ranked]}"
+        f"debugger ranking ({len(ranked)} of {len(ops)} ops matched), top 5: "
+        f"{[op.name for op in ranked[:5]]}"
+    )
+    rows = []
+    for label, seed in (("search", ()), ("search + debugger seed", [op.name for op in ranked])):
+        r = selective.search(
+            blob,
+            cfg,
+            calibration_data=x_cal,
+            eval_data=(x, y),
+            max_accuracy_drop=_DROP.value,
+            seed_ranking=seed,
+        )
+        sel = r.converter_settings["selective"]
+        print(
+            f"{label}: {len(sel['float_ops'])} float op(s) found by {sel['found_by']}, "
+            f"accuracy {100 * sel['result']['accuracy']:.2f}%, {sel['result']['size_bytes']:,} "
+            f"bytes; prefixes {sel['rankings']}; {sel['evaluations']} evaluations, "
+            f"{sel['search_seconds']} s"
+        )
+        for op in sel["float_ops"]:
+            print(f"    {op['type']} {op['op']} (rank {op['sensitivity_rank']}): {op['why']}")
+        rows.append((label, len(sel["float_ops"]), sel["result"]["accuracy"], r.size_bytes))
+    print(
+        f"float32: accuracy {100 * float_acc:.2f}%, {len(blob):,} bytes; full int8: accuracy "
+        f"{100 * sel['full']['accuracy']:.2f}%, {sel['full']['size_bytes']:,} bytes; "
+        f"{len(x)} eval samples, {r.num_calibration_samples} calibration samples"
     )
     float_blob, calibration = litert_quantizer.prepare(blob, cfg, x_cal)
     session = litert_quantizer.Session(float_blob, cfg, calibration)
@@ -117,10 +137,14 @@ def main(argv: list[str]) -> None:
         )
         if 100 * (float_acc - acc) <= _DROP.value + 1e-9:
             need = k
+            rows.append(("debugger top-k", k, acc, len(q)))
             break
+    print("| method | float ops | accuracy | size (bytes) |\n|---|---|---|---|")
+    for label, n, acc, size in rows:
+        print(f"| {label} | {n} | {100 * acc:.2f}% | {size:,} |")
     print(
         f"debugger top-k baseline needs {need if need else f'more than {limit}'} float op(s); "
-        f"edgekit's search {len(sel['float_ops'])}; load average at end: {os.getloadavg()}"
+        f"load average at end: {os.getloadavg()}"
     )
 
 

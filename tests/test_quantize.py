@@ -288,3 +288,38 @@ def test_quantize_then_evaluate_commands_work_from_the_float_file_alone(digits_l
     ev = json.loads((tmp_path / "ev.json").read_text())
     assert ev["parity"]["top1_agreement"] >= 0.9 and ev["reference_accuracy"] == 1.0
     assert "float .tflite reference accuracy: 100.00%" in proc.stdout
+
+
+def test_selective_search_keeps_exactly_the_one_op_that_sees_a_huge_input_range_float():
+    import tf_keras
+
+    # A planted sensitive op: feature 15 spans 0..1e4 (raw, unscaled) while the other
+    # 15 span -1..1, and the first layer all but ignores it (weights x 1e-4). One int8
+    # scale for the whole input rounds the informative features to zero; kept float,
+    # that layer alone restores the outputs (its own outputs have a normal range).
+    tf_keras.utils.set_random_seed(0)
+    inputs = tf_keras.Input((16,))
+    h = tf_keras.layers.Dense(32, activation="relu", name="sees_raw_input")(inputs)
+    h = tf_keras.layers.Dense(32, activation="relu")(h)
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(10)(h))
+    w, b = model.layers[1].get_weights()
+    w[15] *= 1e-4
+    model.layers[1].set_weights([w, b])
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (300, 16)).astype(np.float32)
+    x[:, 15] = rng.uniform(0, 1e4, 300)
+    blob = convert.convert(model).tflite_bytes
+    y = runtime.LiteModel(blob).predict(x).argmax(1)
+
+    r = selective.search(
+        blob, _config("static_wi8_ai8"), calibration_data=x, eval_data=(x, y), min_cosine=0.99
+    )
+    sel = r.converter_settings["selective"]
+    assert sel["full"]["cosine"] < 0.5  # full int8 is useless on this input
+    assert [op["op"] for op in sel["float_ops"]] == [
+        op.name for op in litert_quantizer.model_ops(blob) if "sees_raw_input" in op.name
+    ]
+    assert sel["result"]["cosine"] >= 0.99 and sel["found_by"] == "single"
+    assert convert.float_ops(r.tflite_bytes) == ["FULLY_CONNECTED"]
+    # The plain ranking's top-k answer is reported beside it, and is never shorter.
+    assert sel["top_k_prefix"] >= len(sel["float_ops"])
