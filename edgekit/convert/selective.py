@@ -26,6 +26,9 @@ search, on a float `.tflite` and LiteRT Quantizer's static schemes:
 5. Prune back: try to quantize each kept op again, least sensitive first, and keep
    it quantized whenever the target still holds. Every op left float is one whose
    re-quantization was measured to break the target ("why" in the report).
+6. Greedy forward, within `GREEDY_EVALUATIONS`: from the op that recovered most
+   alone, add the op whose addition measures best, one at a time, and stop at the
+   first set that meets the target; it replaces the answer only if it is smaller.
 
 With `integer_only`, sensitive ops get int16 activations instead of float (still
 integer kernels); ops without int16 kernels cannot be promoted, and when the target
@@ -55,6 +58,8 @@ SINGLES = 8
 # At most this many ops are tried alone (each trial is one quantization and one
 # evaluation); what each one recovers ranks the ops for the prefix search.
 MAX_SINGLES = 128
+# Evaluations the greedy forward step may spend to beat the prefix answer.
+GREEDY_EVALUATIONS = 320
 
 
 class TargetNotMet(Exception):
@@ -266,9 +271,15 @@ def search(
             trials[key] = (q, ev.measure(q))
         return trials[key]
 
+    def gain_of(m: dict) -> tuple[float, ...]:
+        """Sort key, best first: accuracy then cosine, or cosine alone."""
+        if target.max_accuracy_drop is not None:
+            return (-m["accuracy"], -m["cosine"])
+        return (-m["cosine"],)
+
     kept: list[litert_quantizer.Op] = []
     best, best_m = full, full_m
-    why: dict[str, dict] = {}
+    why: dict[str, Any] = {}
     prefixes: dict[str, int] = {}
     phase = "full"
     if not full_m["meets"]:
@@ -300,13 +311,10 @@ def search(
                 break
         if not kept:
             # What each op kept float alone measurably recovered: a ranking of its own.
-            def gain(op: litert_quantizer.Op) -> tuple[float, ...]:
-                m = singles[op.name]
-                if target.max_accuracy_drop is not None:
-                    return (-m["accuracy"], -m["cosine"])
-                return (-m["cosine"],)
-
-            measured = sorted((op for op in candidates if op.name in singles), key=gain)
+            measured = sorted(
+                (op for op in candidates if op.name in singles),
+                key=lambda op: gain_of(singles[op.name]),
+            )
             rankings["single_gain"] = measured + [op for op in ranking if op.name not in singles]
         # 2. Each ranking's shortest prefix (binary search), then every ranking's
         # prefixes in lock step from the top, up to the best length found: the
@@ -333,6 +341,16 @@ def search(
                 kept, best, best_m = trial, q, m
             else:
                 why[op.name] = m
+        # 4. Greedy forward, within a budget: grow a set one op at a time (each time
+        # the op whose addition measures best, stopping at the first that meets the
+        # target); it replaces the answer only if it needs fewer ops.
+        if phase != "single" and len(kept) > 2:
+            grown = _greedy(rankings["single_gain"], len(kept) - 1, attempt, gain_of)
+            if grown is not None:
+                chosen, steps = grown
+                kept, phase = chosen, "greedy"
+                best, best_m = attempt(kept)
+                why = steps
     seconds = time.perf_counter() - start
     rank = {op.name: i + 1 for i, op in enumerate(ranking)}
     seed_rank = {op.name: i + 1 for i, op in enumerate(seed)}
@@ -411,6 +429,37 @@ def _singles(
     return list({op.name: op for op in tops + firsts + rest}.values())[:MAX_SINGLES]
 
 
+def _greedy(
+    order: Sequence[litert_quantizer.Op], most: int, attempt: Any, gain_of: Any
+) -> tuple[list[litert_quantizer.Op], dict[str, str]] | None:
+    """A set of at most `most` ops that meets the target, grown greedily from `order`'s
+    first op, or None (none found, or GREEDY_EVALUATIONS spent)."""
+    chosen = [order[0]]
+    steps = {order[0].name: "the op that recovers most when kept float alone"}
+    spent = 0
+    while len(chosen) < most:
+        scored = []
+        for op in order:
+            if op in chosen:
+                continue
+            if spent >= GREEDY_EVALUATIONS:
+                return None
+            spent += 1
+            m = attempt([*chosen, op])[1]
+            if m["meets"]:
+                steps[op.name] = f"with the {len(chosen)} op(s) before it, it meets the target"
+                return [*chosen, op], steps
+            scored.append((gain_of(m), op, m))
+        if not scored:
+            return None
+        _, op, m = min(scored, key=lambda t: t[0])
+        steps[op.name] = (
+            f"greedy step {len(chosen) + 1}: the best of {len(scored)} additions ({_fmt(m)})"
+        )
+        chosen.append(op)
+    return None
+
+
 def _shortest_prefix(order: Sequence[litert_quantizer.Op], attempt: Any) -> int:
     """The shortest prefix of `order` that meets the target (binary search; the whole
     ranking is known to meet it)."""
@@ -424,7 +473,9 @@ def _shortest_prefix(order: Sequence[litert_quantizer.Op], attempt: Any) -> int:
     return lo
 
 
-def _why(op: litert_quantizer.Op, why: dict[str, dict], phase: str, full_m: dict) -> str:
+def _why(op: litert_quantizer.Op, why: dict[str, Any], phase: str, full_m: dict) -> str:
+    if phase == "greedy":
+        return why[op.name]
     if op.name in why:
         return f"quantizing it too gives {_fmt(why[op.name])}, which misses the target"
     if phase == "single":
