@@ -323,3 +323,33 @@ def test_selective_search_keeps_exactly_the_one_op_that_sees_a_huge_input_range_
     assert convert.float_ops(r.tflite_bytes) == ["FULLY_CONNECTED"]
     # The plain ranking's top-k answer is reported beside it, and is never shorter.
     assert sel["top_k_prefix"] >= len(sel["float_ops"])
+
+
+def test_selective_search_is_never_longer_than_the_top_k_prefix_of_a_seed_ranking(digits_like):
+    x, y = digits_like
+    cfg = _config("static_wi8_ai8")
+    ops = litert_quantizer.model_ops(FLOAT.read_bytes())
+    seed = [op.name for op in reversed(ops)]  # any outside ranking, e.g. the debugger's
+    # The baseline a user would run: keep the seed's top 1, 2, ... ops float.
+    blob, calibration = litert_quantizer.prepare(FLOAT, cfg, x)
+    session = litert_quantizer.Session(blob, cfg, calibration)
+    ref = runtime.LiteModel(blob).predict(x)
+
+    def cosine(q):
+        got = runtime.LiteModel(q).predict(x)
+        norms = np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1)
+        return np.mean((got * ref).sum(1) / norms)
+
+    floor = 0.99995  # full int8 misses it on this net (about 0.9995)
+    by_name = {op.name: op for op in ops}
+    top_k = next(
+        k
+        for k in range(1, len(seed) + 1)
+        if cosine(session.quantize(float_scopes=[by_name[n].scope for n in seed[:k]])) >= floor
+    )
+    r = selective.search(
+        FLOAT, cfg, calibration_data=x, eval_data=(x, y), min_cosine=floor, seed_ranking=seed
+    )
+    sel = r.converter_settings["selective"]
+    assert sel["result"]["meets"] and 1 <= len(sel["float_ops"]) <= top_k
+    assert "seed" in sel["rankings"] and all(op["seed_rank"] for op in sel["float_ops"])
