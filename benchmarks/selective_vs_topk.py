@@ -31,7 +31,8 @@ Measured 2026-12-02 (2 cores shared with 4 other jobs, load 7-12), MobileNetV2 t
 | debugger top-k | 5 | 87.74% | 2,882,848 |
 
 The search kept block_1_project, block_6_expand and the stem Conv1 (fed 0..255
-pixels), found greedily (198 evaluations, 140 s; 171 and 113 s with the seed); the
+pixels), found greedily (198 evaluations, 140 s; 171 and 113 s with the seed; at
+commit 514783c, before the greedy set was also pruned back: same 3 ops then); the
 noise ranking's own top-k prefix needed 45 ops, the debugger's 44 by binary search (5
 walking from the top: the target, 1 sample of 359, is not monotonic in k). Before the
 one-op-alone, greedy and lock-step phases (commit 6951bf5) the search kept 23 ops

@@ -28,7 +28,8 @@ search, on a float `.tflite` and LiteRT Quantizer's static schemes:
    re-quantization was measured to break the target ("why" in the report).
 6. Greedy forward, within `GREEDY_EVALUATIONS`: from the op that recovered most
    alone, add the op whose addition measures best, one at a time, and stop at the
-   first set that meets the target; it replaces the answer only if it is smaller.
+   first set that meets the target; pruned back as in 5, it replaces the answer
+   only if it is smaller.
 
 With `integer_only`, sensitive ops get int16 activations instead of float (still
 integer kernels); ops without int16 kernels cannot be promoted, and when the target
@@ -279,7 +280,7 @@ def search(
 
     kept: list[litert_quantizer.Op] = []
     best, best_m = full, full_m
-    why: dict[str, Any] = {}
+    why: dict[str, dict] = {}
     prefixes: dict[str, int] = {}
     phase = "full"
     if not full_m["meets"]:
@@ -330,27 +331,16 @@ def search(
                 if hit is not None:
                     kept, phase = list(rankings[hit][:k]), f"prefix of {hit}"
                     break
-            best, best_m = attempt(kept)
         # 3. Prune back: re-quantize each kept op, least sensitive first.
-        for op in reversed(list(kept)):
-            if len(kept) == 1:
-                break
-            trial = [k for k in kept if k is not op]
-            q, m = attempt(trial)
-            if m["meets"]:
-                kept, best, best_m = trial, q, m
-            else:
-                why[op.name] = m
+        kept, why = _prune(kept, attempt)
         # 4. Greedy forward, within a budget: grow a set one op at a time (each time
         # the op whose addition measures best, stopping at the first that meets the
         # target); it replaces the answer only if it needs fewer ops.
         if phase != "single" and len(kept) > 2:
             grown = _greedy(rankings["single_gain"], len(kept) - 1, attempt, gain_of)
             if grown is not None:
-                chosen, steps = grown
-                kept, phase = chosen, "greedy"
-                best, best_m = attempt(kept)
-                why = steps
+                (kept, why), phase = _prune(grown, attempt), "greedy"
+        best, best_m = attempt(kept)
     seconds = time.perf_counter() - start
     rank = {op.name: i + 1 for i, op in enumerate(ranking)}
     seed_rank = {op.name: i + 1 for i, op in enumerate(seed)}
@@ -431,12 +421,10 @@ def _singles(
 
 def _greedy(
     order: Sequence[litert_quantizer.Op], most: int, attempt: Any, gain_of: Any
-) -> tuple[list[litert_quantizer.Op], dict[str, str]] | None:
+) -> list[litert_quantizer.Op] | None:
     """A set of at most `most` ops that meets the target, grown greedily from `order`'s
     first op, or None (none found, or GREEDY_EVALUATIONS spent)."""
-    chosen = [order[0]]
-    steps = {order[0].name: "the op that recovers most when kept float alone"}
-    spent = 0
+    chosen, spent = [order[0]], 0
     while len(chosen) < most:
         scored = []
         for op in order:
@@ -447,17 +435,29 @@ def _greedy(
             spent += 1
             m = attempt([*chosen, op])[1]
             if m["meets"]:
-                steps[op.name] = f"with the {len(chosen)} op(s) before it, it meets the target"
-                return [*chosen, op], steps
-            scored.append((gain_of(m), op, m))
+                return [*chosen, op]
+            scored.append((gain_of(m), op))
         if not scored:
             return None
-        _, op, m = min(scored, key=lambda t: t[0])
-        steps[op.name] = (
-            f"greedy step {len(chosen) + 1}: the best of {len(scored)} additions ({_fmt(m)})"
-        )
-        chosen.append(op)
+        chosen.append(min(scored, key=lambda t: t[0])[1])
     return None
+
+
+def _prune(
+    kept: list[litert_quantizer.Op], attempt: Any
+) -> tuple[list[litert_quantizer.Op], dict[str, dict]]:
+    """Re-quantizes each kept op, last first, wherever the target still holds; says why
+    each op left could not be."""
+    why: dict[str, dict] = {}
+    for op in reversed(list(kept)):
+        if len(kept) == 1:
+            break
+        trial = [k for k in kept if k is not op]
+        if attempt(trial)[1]["meets"]:
+            kept = trial
+        else:
+            why[op.name] = attempt(trial)[1]
+    return kept, why
 
 
 def _shortest_prefix(order: Sequence[litert_quantizer.Op], attempt: Any) -> int:
@@ -473,9 +473,7 @@ def _shortest_prefix(order: Sequence[litert_quantizer.Op], attempt: Any) -> int:
     return lo
 
 
-def _why(op: litert_quantizer.Op, why: dict[str, Any], phase: str, full_m: dict) -> str:
-    if phase == "greedy":
-        return why[op.name]
+def _why(op: litert_quantizer.Op, why: dict[str, dict], phase: str, full_m: dict) -> str:
     if op.name in why:
         return f"quantizing it too gives {_fmt(why[op.name])}, which misses the target"
     if phase == "single":
