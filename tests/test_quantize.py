@@ -288,3 +288,68 @@ def test_quantize_then_evaluate_commands_work_from_the_float_file_alone(digits_l
     ev = json.loads((tmp_path / "ev.json").read_text())
     assert ev["parity"]["top1_agreement"] >= 0.9 and ev["reference_accuracy"] == 1.0
     assert "float .tflite reference accuracy: 100.00%" in proc.stdout
+
+
+def test_selective_search_keeps_exactly_the_one_op_that_sees_a_huge_input_range_float():
+    import tf_keras
+
+    # A planted sensitive op: feature 15 spans 0..1e4 (raw, unscaled) while the other
+    # 15 span -1..1, and the first layer all but ignores it (weights x 1e-4). One int8
+    # scale for the whole input rounds the informative features to zero; kept float,
+    # that layer alone restores the outputs (its own outputs have a normal range).
+    tf_keras.utils.set_random_seed(0)
+    inputs = tf_keras.Input((16,))
+    h = tf_keras.layers.Dense(32, activation="relu", name="sees_raw_input")(inputs)
+    h = tf_keras.layers.Dense(32, activation="relu")(h)
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(10)(h))
+    w, b = model.layers[1].get_weights()
+    w[15] *= 1e-4
+    model.layers[1].set_weights([w, b])
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (300, 16)).astype(np.float32)
+    x[:, 15] = rng.uniform(0, 1e4, 300)
+    blob = convert.convert(model).tflite_bytes
+    y = runtime.LiteModel(blob).predict(x).argmax(1)
+
+    r = selective.search(
+        blob, _config("static_wi8_ai8"), calibration_data=x, eval_data=(x, y), min_cosine=0.99
+    )
+    sel = r.converter_settings["selective"]
+    assert sel["full"]["cosine"] < 0.5  # full int8 is useless on this input
+    assert [op["op"] for op in sel["float_ops"]] == [
+        op.name for op in litert_quantizer.model_ops(blob) if "sees_raw_input" in op.name
+    ]
+    assert sel["result"]["cosine"] >= 0.99 and sel["found_by"] == "single"
+    assert convert.float_ops(r.tflite_bytes) == ["FULLY_CONNECTED"]
+    # The plain ranking's top-k answer is reported beside it, and is never shorter.
+    assert sel["top_k_prefix"] >= len(sel["float_ops"])
+
+
+def test_selective_search_is_never_longer_than_the_top_k_prefix_of_a_seed_ranking(digits_like):
+    x, y = digits_like
+    cfg = _config("static_wi8_ai8")
+    ops = litert_quantizer.model_ops(FLOAT.read_bytes())
+    seed = [op.name for op in reversed(ops)]  # any outside ranking, e.g. the debugger's
+    # The baseline a user would run: keep the seed's top 1, 2, ... ops float.
+    blob, calibration = litert_quantizer.prepare(FLOAT, cfg, x)
+    session = litert_quantizer.Session(blob, cfg, calibration)
+    ref = runtime.LiteModel(blob).predict(x)
+
+    def cosine(q):
+        got = runtime.LiteModel(q).predict(x)
+        norms = np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1)
+        return np.mean((got * ref).sum(1) / norms)
+
+    floor = 0.99995  # full int8 misses it on this net (about 0.9995)
+    by_name = {op.name: op for op in ops}
+    top_k = next(
+        k
+        for k in range(1, len(seed) + 1)
+        if cosine(session.quantize(float_scopes=[by_name[n].scope for n in seed[:k]])) >= floor
+    )
+    r = selective.search(
+        FLOAT, cfg, calibration_data=x, eval_data=(x, y), min_cosine=floor, seed_ranking=seed
+    )
+    sel = r.converter_settings["selective"]
+    assert sel["result"]["meets"] and 1 <= len(sel["float_ops"]) <= top_k
+    assert "seed" in sel["rankings"] and all(op["seed_rank"] for op in sel["float_ops"])

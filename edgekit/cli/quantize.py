@@ -174,8 +174,9 @@ def _print_selective(sel: dict) -> None:
     kept = sel["float_ops"]
     what = "int16" if sel["integer_only"] else "float"
     print(
-        f"  target {sel['target']}: {len(kept)} op(s) kept {what} "
-        f"(the ranking's top-k prefix needed {sel['top_k_prefix']}; {sel['evaluations']} "
+        f"  target {sel['target']}: {len(kept)} op(s) kept {what}, found by "
+        f"{sel.get('found_by', 'the search')} (the noise ranking's top-k prefix needed "
+        f"{sel['top_k_prefix']}; {sel['evaluations']} "
         f"evaluations on {sel['eval_samples']} samples)"
     )
     for op in kept:
