@@ -88,10 +88,22 @@ def check_url(url: str) -> None:
         raise _bad_url(url, "names no PostgreSQL host or database")
 
 
+def engine_url(url: str) -> str:
+    """The URL with the driver edgekit installs: `postgresql://` means psycopg2.
+
+    SQLAlchemy 2.1 reads a bare `postgresql://` as psycopg (version 3), which the
+    `tune` extra does not install; psycopg2-binary ships wheels for every platform.
+    """
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
 def open_storage(url: str, *, heartbeat_seconds: int | None = None) -> Any:
     """An Optuna RDB storage with heartbeats and retry of dead trials, or a clear error."""
     opt = optuna()
     check_url(url)
+    url = engine_url(url)
     beat = heartbeat_seconds or HEARTBEAT_SECONDS
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
