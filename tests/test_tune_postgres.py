@@ -13,12 +13,11 @@ import subprocess
 import sys
 
 import pytest
-from test_tune import FAST, inputs  # noqa: F401 - the shared tiny model and data
+from test_tune import FAST, THREE, inputs  # noqa: F401 - the shared tiny model and data
 
 URL = os.environ.get(
     "EDGEKIT_TEST_POSTGRES_URL", "postgresql://edgekit:edgekit@127.0.0.1:5432/edgekit_tune"
 )
-FOUR = ["int8_per_tensor", "int8_per_channel", "dynamic", "float16"]
 
 # One worker: imports everything, waits at a file barrier so both start together,
 # then joins the study.
@@ -63,7 +62,7 @@ def test_two_workers_share_one_study_without_duplicates(postgres, inputs, tmp_pa
     ready = tmp_path / "ready"
     ready.mkdir()
     bench = {k: v for k, v in FAST.to_dict().items() if k in ("num_runs", "min_secs", "max_secs")}
-    script = _WORKER % (FOUR, bench)
+    script = _WORKER % (THREE, bench)
     procs = [
         subprocess.Popen(
             [
@@ -91,7 +90,7 @@ def test_two_workers_share_one_study_without_duplicates(postgres, inputs, tmp_pa
         json.loads(line) for line in (tmp_path / "w0" / "trials.jsonl").read_text().splitlines()
     ]
     done = [r["candidate"] for r in records if r["state"] == "complete"]
-    assert sorted(done) == sorted(FOUR)  # every candidate measured exactly once
+    assert sorted(done) == sorted(THREE)  # every candidate measured exactly once
     assert len({r["worker"] for r in records if r["state"] == "complete"}) == 2
     summaries = [json.loads((tmp_path / f"w{i}" / "summary.json").read_text()) for i in range(2)]
     assert summaries[0]["candidate"] == summaries[1]["candidate"]

@@ -22,9 +22,13 @@ from edgekit.tune import study as study_lib
 from edgekit.tune import trial as trial_lib
 
 
-def row(t: Any) -> dict[str, Any]:
-    """A finished (COMPLETE) trial as the front and the files use it."""
-    constraints = t.user_attrs.get("constraints", {})
+def row(t: Any, limits: front_lib.Limits) -> dict[str, Any]:
+    """A finished (COMPLETE) trial as the front and the files use it.
+
+    The constraints are checked again with today's `limits`: the measurements do not
+    depend on them, so the same study answers a new set of limits or a new objective.
+    """
+    constraints = limits.check(t.user_attrs["measurements"])
     return {
         "number": t.number,
         "candidate": t.params.get(study_lib.PARAM),
@@ -116,7 +120,11 @@ def write_all(
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     lines = "".join(json.dumps(_trial_record(t), sort_keys=True) + "\n" for t in trials)
     io.atomic_write_text(out / "trials.jsonl", lines, overwrite=True)
-    rows = [row(t) for t in trials if t.state.name == "COMPLETE" and "measurements" in t.user_attrs]
+    rows = [
+        row(t, limits)
+        for t in trials
+        if t.state.name == "COMPLETE" and "measurements" in t.user_attrs
+    ]
     noise = front_lib.noise_band(rows) if rows else front_lib.MIN_NOISE
     front = front_lib.pareto(rows, noise)
     feasible = [r for r in rows if r["meets"]]

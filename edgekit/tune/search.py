@@ -114,7 +114,7 @@ def _check_folder(out: pathlib.Path, identity: dict[str, Any]) -> None:
         if old.get("key") != identity["key"]:
             raise errors.UserInputError(
                 f"{str(out)!r} holds the search of a different study ({old.get('study_name')}: "
-                "another model, data, constraints or options). Expected a new folder or this "
+                "another model, data or search space). Expected a new folder or this "
                 "search's own folder (to resume it). Pass another --output_dir, or delete the "
                 "folder to start over. "
                 + errors.received(output_dir=str(out), study=identity["study_name"])
@@ -156,7 +156,8 @@ class _Search:
         return [*self.trials("COMPLETE"), *failed]
 
     def rows(self) -> list[dict[str, Any]]:
-        return [outputs_lib.row(t) for t in self.trials("COMPLETE")]
+        done = [t for t in self.trials("COMPLETE") if "measurements" in t.user_attrs]
+        return [outputs_lib.row(t, self.limits) for t in done]
 
     def next_waiting(self) -> space_lib.Candidate | None:
         waiting = sorted(self.trials("WAITING"), key=lambda t: t.number)
@@ -434,10 +435,11 @@ def tune(
                 + errors.received(candidates=list(candidates_wanted))
             )
         candidates = [c for c in candidates if c.id in set(candidates_wanted)]
+    # The study is the model, the data and the space measured: the limits and the
+    # objective only choose among its trials, so a rerun with new ones answers at once.
     key = _digest(
         _model_digest(model, keras_model), train.x, train.y if train.y is not None else "",
-        test.x, test.y if test.y is not None else "", dataclasses.asdict(limits), objective,
-        [c.recipe.to_dict() for c in candidates],
+        test.x, test.y if test.y is not None else "", [c.recipe.to_dict() for c in candidates],
     )  # fmt: skip
     name = f"edgekit-tune-{key[:16]}"
     url = storage or study_lib.default_url(out)
