@@ -7,6 +7,7 @@ The package, from the top down:
     search    `tune()`: validation, the study, the loop over trials, the outputs
     outputs   trials.jsonl, pareto.json, best_recipe.json, best.tflite, summary.json,
               report.html, rebuilt from the study's storage
+    worker    one worker: run, skip or stop before each trial; wait for the others
     trial     one candidate built (convert or the pipeline) and measured
     front     constraints, the Pareto front with a latency noise band, the choice
     space     the candidates, each a recipe, cheapest first
