@@ -208,7 +208,7 @@ m, tr, te = sys.argv[3:6]
 edgekit.tune(m, data=tr, eval_data=te, output_dir=sys.argv[1], max_accuracy_drop=1.0,
              benchmark=config.BenchmarkConfig(num_runs=20, min_secs=0.05, max_secs=2.0,
                                               warmup_min_secs=0.02),
-             heartbeat_seconds=1, candidates=%r)
+             heartbeat_seconds=1, candidates=%r, max_trials=3)
 """
 
 
@@ -216,7 +216,9 @@ edgekit.tune(m, data=tr, eval_data=te, output_dir=sys.argv[1], max_accuracy_drop
 def test_search_killed_mid_trial_resumes_to_the_same_front(searched, inputs, tmp_path):
     _, reference = searched
     out = tmp_path / "out"
-    script = _KILLED_RUN % THREE
+    # A fourth candidate after the others: max_trials=3 must still measure the same three
+    # as the uninterrupted search, though Optuna enqueues the killed trial's retry last.
+    script = _KILLED_RUN % [*THREE, "lq_static_wi8_ai8"]
     args = [
         sys.executable,
         "-c",

@@ -3,7 +3,8 @@
 Objectives: accuracy (higher), size in bytes (smaller), p50 latency (smaller). Two
 latencies within the measured noise band of each other are a tie: neither is better,
 and the next objective decides. The noise band is the run-to-run spread of the float32
-baseline, which every trial measures again interleaved with its candidate.
+baseline, which every trial measures again interleaved with its candidate: latencies
+are compared after removing the machine's drift between trials (`corrected_latency`).
 """
 
 from __future__ import annotations
@@ -72,21 +73,44 @@ class Limits:
         return out
 
 
-def noise_band(rows: list[dict[str, Any]]) -> float:
-    """Relative run-to-run spread of the float32 baseline's p50 over the trials.
+def _group(m: dict[str, Any]) -> tuple:
+    return (m.get("num_threads"), m.get("use_xnnpack"), m.get("target"))
 
-    Per runtime setting (threads, XNNPack), (max - min) / median of the baseline's
-    p50 across trials; the widest of them, clipped to [2%, 25%].
+
+def corrected_latency(rows: list[dict[str, Any]]) -> None:
+    """Sets each row's `latency_us_corrected`: its p50 freed of the machine's drift.
+
+    A trial's candidate and the float32 baseline run interleaved in one process, so
+    their ratio (the median of per-run pairs) holds even when the machine gets busier
+    between trials; times the median float32 p50 over the trials of the same runtime
+    setting (threads, XNNPack, target), it is a latency every trial can be compared on.
     """
     groups: dict[tuple, list[float]] = {}
     for r in rows:
         m = r["measurements"]
-        key = (m.get("num_threads"), m.get("use_xnnpack"), m.get("target"))
-        groups.setdefault(key, []).append(m["float_latency_us"]["p50"])
-    spread = 0.0
-    for values in groups.values():
-        if len(values) >= 2:
-            spread = max(spread, (max(values) - min(values)) / statistics.median(values))
+        groups.setdefault(_group(m), []).append(m["float_latency_us"]["p50"])
+    for r in rows:
+        m = r["measurements"]
+        ratio = m.get("latency_ratio_median")
+        base = statistics.median(groups[_group(m)])
+        r["latency_us_corrected"] = ratio * base if ratio else m["latency_us"]["p50"]
+
+
+def noise_band(rows: list[dict[str, Any]]) -> float:
+    """Relative uncertainty of the corrected latencies, clipped to [2%, 25%].
+
+    Each trial gives two estimates of its candidate/float32 ratio from the same run:
+    the median of the per-run pairs and the ratio of the two p50s. How far they differ
+    (the median over the trials) is how far two latencies must differ to count.
+    """
+    gaps = []
+    for r in rows:
+        m = r["measurements"]
+        ratio = m.get("latency_ratio_median")
+        if ratio:
+            p50_ratio = m["latency_us"]["p50"] / m["float_latency_us"]["p50"]
+            gaps.append(abs(p50_ratio - ratio) / ratio)
+    spread = statistics.median(gaps) if gaps else MIN_NOISE
     return min(MAX_NOISE, max(MIN_NOISE, spread))
 
 
@@ -99,7 +123,8 @@ def _compare(a: dict[str, Any], b: dict[str, Any], objective: str, noise: float)
     if objective == "size":
         x, y = ma["size_bytes"], mb["size_bytes"]
         return (x > y) - (x < y)
-    x, y = ma["latency_us"]["p50"], mb["latency_us"]["p50"]
+    x = a.get("latency_us_corrected") or ma["latency_us"]["p50"]
+    y = b.get("latency_us_corrected") or mb["latency_us"]["p50"]
     if abs(x - y) <= noise * min(x, y):
         return 0
     return 1 if x > y else -1

@@ -91,6 +91,7 @@ def _front_entry(r: dict[str, Any], by_id: dict[str, space_lib.Candidate]) -> di
         "gzip_size_bytes": m["gzip_size_bytes"],
         "latency_us": m["latency_us"],
         "float_latency_us": m["float_latency_us"],
+        "latency_us_corrected": r.get("latency_us_corrected"),
         "peak_memory_mb": m["peak_memory_mb"],
         "meets_constraints": r["meets"],
     }
@@ -125,6 +126,7 @@ def write_all(
         for t in trials
         if t.state.name == "COMPLETE" and "measurements" in t.user_attrs
     ]
+    front_lib.corrected_latency(rows)
     noise = front_lib.noise_band(rows) if rows else front_lib.MIN_NOISE
     front = front_lib.pareto(rows, noise)
     feasible = [r for r in rows if r["meets"]]
@@ -132,7 +134,9 @@ def write_all(
     skipped = [
         f"{_trial_record(t)['candidate']}: {t.user_attrs['note']}"
         for t in trials
-        if t.state.name == "PRUNED" and t.user_attrs.get("note")
+        if t.state.name == "PRUNED"
+        and t.user_attrs.get("note")
+        and not t.user_attrs.get("requeued")
     ]
     counts: dict[str, int] = {}
     for t in trials:
@@ -146,8 +150,10 @@ def write_all(
                 "latency_us.p50": "minimize",
             },
             "noise_band": noise,
-            "noise_band_how": "relative spread (max - min) / median of the float32 baseline's p50 "
-            "over the trials, measured interleaved with each candidate; latencies within it tie",
+            "noise_band_how": "latencies are compared as latency_us_corrected: the candidate/float32 "
+            "ratio of its interleaved run times the median float32 p50 over the trials; the band "
+            "is the median gap between the two ratio estimates of a run (median of pairs, ratio "
+            "of p50s); corrected latencies within it tie",
             "front": [_front_entry(r, by_id) for r in front],
         },
         overwrite=True,
@@ -175,6 +181,7 @@ def write_all(
             gzip_size_bytes=m["gzip_size_bytes"],
             latency_us=m["latency_us"],
             float_latency_us=m["float_latency_us"],
+            latency_us_corrected=chosen.get("latency_us_corrected"),
             peak_memory_mb=m["peak_memory_mb"],
             num_threads=m["num_threads"],
             use_xnnpack=m["use_xnnpack"],
@@ -199,7 +206,7 @@ def _html(rows: list, front: list, chosen: Any, noise: float, summary: dict, by_
         {
             "name": r["candidate"],
             "size_bytes": r["measurements"]["size_bytes"],
-            "latency_us": r["measurements"]["latency_us"]["p50"],
+            "latency_us": r.get("latency_us_corrected") or r["measurements"]["latency_us"]["p50"],
             "accuracy": r["measurements"]["accuracy"],
             "front": r["number"] in on_front,
             "chosen": chosen is not None and r["number"] == chosen["number"],
@@ -211,7 +218,7 @@ def _html(rows: list, front: list, chosen: Any, noise: float, summary: dict, by_
         png = plots.draw_front(points, noise=noise, title="edgekit-tune")
         img = f'<img alt="the front" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
     head = ("trial", "candidate", "tier", "accuracy", "drop (pt)", "size KB", "gzip KB",
-            "p50", "p90", "float32 p50", "memory MB", "front", "meets limits")  # fmt: skip
+            "p50", "p90", "float32 p50", "p50 corrected", "memory MB", "front", "meets limits")  # fmt: skip
 
     def cells(r: dict[str, Any]) -> list[str]:
         m = r["measurements"]
@@ -230,6 +237,7 @@ def _html(rows: list, front: list, chosen: Any, noise: float, summary: dict, by_
             plots.latency_text(m["latency_us"]["p50"]),
             plots.latency_text(m["latency_us"]["p90"]),
             plots.latency_text(m["float_latency_us"]["p50"]),
+            plots.latency_text(r.get("latency_us_corrected") or m["latency_us"]["p50"]),
             "" if mem is None else f"{mem:.2f}",
             "yes" if r["number"] in on_front else "",
             "yes" if r["meets"] else "no",
@@ -256,9 +264,11 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 7px;te
 </head><body>
 <h1>edgekit-tune: {html.escape(summary["objective"])} objective</h1>
 <p>{verdict}</p>
-<p>Latency noise band: ±{100 * noise:.1f}% (the float32 baseline's p50 spread over the
-trials, each measured interleaved with its candidate in one process); latencies within it
-are a tie, decided by the next objective.</p>
+<p>Latencies are compared corrected for the machine's drift between trials: each
+candidate's ratio to the float32 baseline, measured interleaved in one process, times the
+median float32 p50 (column "p50 corrected"). Noise band: ±{100 * noise:.1f}% (how far the
+two ratio estimates of one run differ, median over the trials); corrected latencies within
+it are a tie, decided by the next objective.</p>
 <h2>The Pareto front</h2>
 {img}
 {table(front)}

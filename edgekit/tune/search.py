@@ -268,14 +268,20 @@ def tune(
     say(
         f"{'Created' if created else 'Joined'} study {name} in {study_lib.shown(url)}; {len(candidates)} candidates, cheapest first"
     )
-    baseline = convert.convert(keras_model, config_lib.ConvertConfig(batch_size=1)).tflite_bytes
+    # The float32 baseline: converted once per study folder (the folder's identity pins
+    # the model), reused when the search resumes or answers another objective.
+    saved = out / "baseline_float32.tflite"
+    if saved.exists():
+        baseline = saved.read_bytes()
+    else:
+        baseline = convert.convert(keras_model, config_lib.ConvertConfig(batch_size=1)).tflite_bytes
     eval_cfg = config_lib.EvaluateConfig(top_k=(1,))
     base_eval = evaluate.evaluate(baseline, test, config=eval_cfg)
     ctx = trial_lib.Context(
         model=keras_model, model_source=model, train=train, test=test, baseline=baseline,
         baseline_accuracy=base_eval.accuracy, out=out, evaluate_config=eval_cfg, progress=say,
     )  # fmt: skip
-    io.atomic_write_bytes(out / "baseline_float32.tflite", baseline, overwrite=True)
+    io.atomic_write_bytes(saved, baseline, overwrite=True)
     search = worker_lib.Worker(study, ctx, candidates, limits, max_trials=max_trials,
                      budget_s=None if budget_minutes is None else 60.0 * budget_minutes,
                      has_budget=budget_minutes is not None)  # fmt: skip

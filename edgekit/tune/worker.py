@@ -133,6 +133,7 @@ class Worker:
                 )
         same_tier = [r for r in rows if r["tier"] == cand.tier]
         if same_tier and rows:
+            front_lib.corrected_latency(rows)
             noise = front_lib.noise_band(rows)
             on_front = {r["number"] for r in front_lib.pareto(rows, noise)}
             if not any(r["number"] in on_front for r in same_tier):
@@ -160,10 +161,17 @@ class Worker:
             raise opt.TrialPruned("every candidate is taken")
         if self.max_trials is not None and len(self.ran()) >= self.max_trials:
             # Another worker filled the quota meanwhile: give the candidate back.
-            self.study.enqueue_trial({study_lib.PARAM: cid})
-            trial.set_user_attr("note", "returned to the queue: max_trials reached")
+            self._give_back(trial, cid, "max_trials reached")
             self.study.stop()
             raise opt.TrialPruned("max_trials reached")
+        if self.max_trials is not None and "failed_trial" not in mine[0].system_attrs:
+            # Optuna enqueues the retry of a killed trial last; under max_trials that would
+            # change which candidates get measured. Candidates queued after it in the
+            # space's order go back behind it, so the resumed search measures the same set.
+            first = self._first_retry()
+            if first is not None and self.ids.index(first) < self.ids.index(cid):
+                self._give_back(trial, cid, f"the retry of {first} goes first")
+                raise opt.TrialPruned("a retried candidate goes first")
         reason = self.skip_reason(cand)
         if reason:
             trial.set_user_attr("note", reason)
@@ -189,6 +197,21 @@ class Worker:
             float(figures["size_bytes"]),
             figures["latency_us"]["p50"],
         )
+
+    def _first_retry(self) -> str | None:
+        """The earliest candidate (in the space's order) waiting as a retry, or None."""
+        retries = [
+            t.system_attrs.get("fixed_params", {}).get(study_lib.PARAM)
+            for t in self.trials("WAITING")
+            if "failed_trial" in t.system_attrs
+        ]
+        retries = [c for c in retries if c in self.by_id]
+        return min(retries, key=self.ids.index) if retries else None
+
+    def _give_back(self, trial: Any, cid: str, why: str) -> None:
+        self.study.enqueue_trial({study_lib.PARAM: cid})
+        trial.set_user_attr("note", f"returned to the queue: {why}")
+        trial.set_user_attr("requeued", True)
 
     def after_trial(self, study: Any, _trial: Any) -> None:
         reason = self.stop_reason()
