@@ -40,6 +40,7 @@ PTQ = [
     "int8_per_tensor", "int8_per_channel", "dynamic", "float16", "float32",
     "int8_float_fallback", "int16x8", "lq_static_wi8_ai8", "lq_dynamic_wi8_afp32",
     "lq_weight_only_wi8_afp32", "lq_dynamic_wi4_afp32", "lq_weight_only_wi4_afp32",
+    "ptq_int8", "ptq_dynamic", "ptq_float16", "ptq_int16x8",
 ]  # fmt: skip
 BUILT_IN = ["ptq_int8", "ptq_dynamic", "ptq_float16", "ptq_int16x8"]
 

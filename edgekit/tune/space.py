@@ -1,7 +1,8 @@
 """The search space: every candidate a recipe, in the order the search tries them.
 
 Cheapest first. Post-training schemes of both backends (the TFLite converter's modes,
-per-channel and per-tensor int8; LiteRT Quantizer's schemes), then runtime settings
+per-channel and per-tensor int8, and the built-in `ptq_*` recipes' own conversions;
+LiteRT Quantizer's schemes), then runtime settings
 (threads, XNNPack off) of the cheapest files, then the training-time tiers (pruning
 levels, 2:4, clustering, QAT, distillation into a narrower student). Each candidate is
 a complete `config.Recipe`: `edgekit-optimize --recipe=<it>` rebuilds the same file.
@@ -19,6 +20,7 @@ from edgekit import config, recipes
 PTQ_TIERS = ("ptq_converter", "ptq_litert", "runtime")
 TRAINING_TIERS = ("prune", "prune_2x4", "cluster", "qat", "distill")
 TIERS = (*PTQ_TIERS, *TRAINING_TIERS)
+BUILT_IN_PTQ = ("ptq_int8", "ptq_dynamic", "ptq_float16", "ptq_int16x8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +169,19 @@ def build(opts: SpaceOptions) -> list[Candidate]:
             benchmark=bench,
         )
         out.append(Candidate(cid, tier, recipe, text))
+    if not opts.integer_only:
+        # The built-in post-training recipes' own conversions (free batch dimension,
+        # granularity measured): the search measures them too, so it cannot end up
+        # worse than the best of them.
+        for name in BUILT_IN_PTQ:
+            built_in = recipes.resolve_recipe(name)
+            recipe = config.Recipe(
+                name=f"tune_{name}",
+                description=f"edgekit-tune candidate: the built-in recipe {name}.",
+                convert=built_in.convert,
+                benchmark=bench,
+            )
+            out.append(Candidate(name, "ptq_converter", recipe, f"built-in recipe {name}"))
     for cid, conv, runtime, text in _runtime_variants(opts):
         recipe = config.Recipe(
             name=f"tune_{cid}",
