@@ -152,8 +152,9 @@ def write_all(
             "noise_band": noise,
             "noise_band_how": "latencies are compared as latency_us_corrected: the candidate/float32 "
             "ratio of its interleaved run times the median float32 p50 over the trials; the band "
-            "is the median gap between the two ratio estimates of a run (median of pairs, ratio "
-            "of p50s); corrected latencies within it tie",
+            "is the widest of: the spread of one file measured in several trials, the float32 "
+            "candidate's distance from ratio 1, the median gap between a run's two ratio "
+            "estimates; corrected latencies within it tie",
             "front": [_front_entry(r, by_id) for r in front],
         },
         overwrite=True,
@@ -266,9 +267,10 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 7px;te
 <p>{verdict}</p>
 <p>Latencies are compared corrected for the machine's drift between trials: each
 candidate's ratio to the float32 baseline, measured interleaved in one process, times the
-median float32 p50 (column "p50 corrected"). Noise band: ±{100 * noise:.1f}% (how far the
-two ratio estimates of one run differ, median over the trials); corrected latencies within
-it are a tie, decided by the next objective.</p>
+median float32 p50 (column "p50 corrected"). Noise band: ±{100 * noise:.1f}% (the widest
+of: one file measured in several trials, the float32 candidate against the float32
+baseline, the two ratio estimates of one run); corrected latencies within it are a tie,
+decided by the next objective.</p>
 <h2>The Pareto front</h2>
 {img}
 {table(front)}

@@ -12,6 +12,7 @@ baseline interleaved in the same process (locally, or on the SSH target).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import pathlib
 import time
 from collections.abc import Callable
@@ -96,6 +97,7 @@ def measure(ctx: Context, cand: space_lib.Candidate, blob: bytes) -> dict[str, A
         "parity": ev.parity.to_dict() if ev.parity is not None else None,
         "num_eval_samples": ev.num_samples,
         "size_bytes": len(blob),
+        "sha256": hashlib.sha256(blob).hexdigest(),
         "gzip_size_bytes": result_lib.gzip_size(blob),
         "latency_us": {k: row.latency_us[k] for k in ("p50", "p90")},
         "float_latency_us": {k: base_row.latency_us[k] for k in ("p50", "p90")},
