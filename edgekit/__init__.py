@@ -10,7 +10,8 @@ TensorFlow:
     edgekit.LiteModel(tflite).predict(x)
 
 Modules: config, recipes, io, data, datasets, optimize, convert, lite, runtime,
-evaluate, benchmark, report, bundle, serve, pipeline, check. The layout and
+evaluate, benchmark, report, bundle, serve, pipeline, check, tune
+(`edgekit.tune(model, data=..., output_dir=...)` searches recipes for a target). The layout and
 its layers: docs/architecture.md.
 """
 
@@ -49,6 +50,7 @@ _MODULES = (
     "pipeline",
     "check",
     "serve",
+    "tune",
     "errors",
 )
 

@@ -12,9 +12,10 @@ import pytest
 
 _ALL = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 # The recipe notebooks (compared with the Python API below); quantize.ipynb has its own test.
-NOTEBOOKS = [p for p in _ALL if p.name != "quantize.ipynb"]
+NOTEBOOKS = [p for p in _ALL if p.name not in ("quantize.ipynb", "tune.ipynb")]
 QUANTIZE = _ALL[0].parent / "quantize.ipynb"
 QUICKSTART = _ALL[0].parent / "quickstart.ipynb"
+TUNE = _ALL[0].parent / "tune.ipynb"
 
 # Executes every code cell in order in one namespace, as a kernel would (no Jupyter needed).
 # A line magic (`%pip install ...`) becomes the call IPython makes of it; outside IPython
@@ -140,3 +141,16 @@ def test_quantize_notebook_runs_every_scheme_and_the_selective_search(tmp_path, 
     assert sel["result"]["meets"] and sel["result"]["accuracy"] >= sel["float"]["accuracy"]
     assert len(sel["float_ops"]) <= sel["top_k_prefix"]
     assert "op(s) kept float" in proc.stdout
+
+
+@pytest.mark.slow
+def test_tune_notebook_chooses_for_latency_and_for_size(tmp_path, example):
+    env = dict(os.environ, EDGEKIT_NOTEBOOK_OUT=str(tmp_path / "nb"))
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUNNER, str(TUNE)], capture_output=True, text=True, env=env,
+        timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "latency objective:" in proc.stdout and "size objective:" in proc.stdout
+    summary = json.loads((tmp_path / "nb" / "tune" / "summary.json").read_text())
+    assert summary["constraints_met"] and summary["objective"] == "size"

@@ -10,7 +10,7 @@ imported inside the drawing helpers only: it is heavy, and `edgekit.report` (whi
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from edgekit.report.schema import Summary, is_number
@@ -337,3 +337,46 @@ def draw_latency(summary: Summary) -> tuple[bytes, str] | str:
     if maxes:
         caption += " Slowest single run, not drawn: " + ", ".join(maxes) + "."
     return png, caption
+
+
+def draw_front(
+    points: Sequence[Mapping[str, Any]], *, noise: float = 0.0, title: str = "Candidates"
+) -> bytes:
+    """A scatter of candidates: size (x) against p50 latency (y), coloured by accuracy.
+
+    Each point is a mapping with `name`, `size_bytes`, `latency_us` (p50), `accuracy`
+    (fraction or None), `front` (on the Pareto front) and `chosen`. The latency error
+    bars show the noise band (a relative spread): latencies inside it are a tie.
+    """
+    unit, div = time_unit([p["latency_us"] for p in points])
+    with _rc():
+        fig = _figure(7.5, 4.8)
+        ax = fig.add_subplot()
+        acc = [p.get("accuracy") for p in points]
+        known = [a for a in acc if is_number(a)]
+        lo, hi = (min(known), max(known)) if known else (0.0, 1.0)
+        for p in points:
+            x, y = p["size_bytes"] / 1024, p["latency_us"] / div
+            a = p.get("accuracy")
+            shade = 0.5 if not is_number(a) or hi == lo else (a - lo) / (hi - lo)
+            ax.errorbar(
+                x,
+                y,
+                yerr=noise * y,
+                fmt="*" if p.get("chosen") else ("o" if p.get("front") else "x"),
+                markersize=14 if p.get("chosen") else 7,
+                color=_COLORS[3]
+                if p.get("chosen")
+                else (0.2, 0.3 + 0.5 * shade, 0.7 - 0.5 * shade),
+                capsize=3,
+                alpha=1.0 if p.get("front") or p.get("chosen") else 0.5,
+            )
+            if p.get("front") or p.get("chosen"):
+                ax.annotate(
+                    _short(p["name"]), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8
+                )
+        ax.set_xlabel("file size (KB)")
+        ax.set_ylabel(f"p50 latency ({unit})")
+        ax.set_title(f"{title}: o on the Pareto front, * chosen, x dominated")
+        ax.grid(alpha=0.3)
+        return _png(fig)
