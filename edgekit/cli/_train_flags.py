@@ -233,7 +233,7 @@ def print_validation(report: Any, failed: bool) -> None:
         where = (
             "--val_data"
             if check["source"] == "val_data"
-            else f"{100 * check['split_fraction']:g}% of --data held out, not trained on"
+            else f"{100 * check['split_fraction']:g}% of --data, kept out of training"
         )
         print(
             f"Held-out {name}: {100 * check['accuracy_before']:.2f}% before, "

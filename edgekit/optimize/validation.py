@@ -210,6 +210,7 @@ def hold_out(
     fit: config_lib.FitConfig,
     what: str,
     labelled_val: tuple[np.ndarray, np.ndarray] | None = None,
+    class_ids: bool = False,
     announce: Callable[[str], None] | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray | None], Holdout]:
     """Chooses the held-out data, measures the input `model` on it, before training.
@@ -221,6 +222,8 @@ def hold_out(
       fit: val_split, seed.
       what: the technique, for the announcement ("pruning").
       labelled_val: val_data already read as (x, class ids) by the caller.
+      class_ids: `y` already holds class ids, -1 for an unlabelled sample
+        (distillation), checked by the caller.
       announce: where the announcement goes (default: print on stdout).
 
     Returns:
@@ -232,12 +235,15 @@ def hold_out(
     """
     say = announce or (lambda s: print(s, flush=True))
     units = model.output_shape[-1] if not isinstance(model.output_shape, list) else None
-    kind = None if y is None else _label_kind(model, y, what="training data")
+    if y is None:
+        kind = None
+    else:
+        kind = "sparse" if class_ids else _label_kind(model, y, what="training data")
     metric = ACCURACY if kind else (AGREEMENT if units and units > 1 else COSINE)
     if labelled_val is not None or val_data is not None:
         if labelled_val is not None:
             vx, vy = labelled_val
-            vkind = kind
+            kind, metric = "sparse", ACCURACY
         else:
             vx, vy = fit_lib.as_arrays(val_data, what="val_data")
             vkind = _label_kind(model, vy, what="val_data")
@@ -411,7 +417,7 @@ def judge(
     where = (
         "val_data"
         if holdout.source == "val_data"
-        else f"a {100 * (holdout.fraction or 0):g}% split of the training data, not trained on"
+        else f"a {100 * (holdout.fraction or 0):g}% split of the training data, kept out of training"
     )
     warning = (
         f"{_LABELS[holdout.metric].capitalize()} on {holdout.samples} held-out samples "
