@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import make_tiny_model, run_cli
 
-from edgekit import config, errors
+from edgekit import _compat, config, errors
 from edgekit.optimize import cluster, distill, prune, qat, validation
 
 _KEYS = {"accuracy_before", "accuracy_after", "samples", "source", "warning"}
@@ -62,6 +62,23 @@ def test_small_data_is_not_split_by_default_and_says_so(capsys):
     )
     assert len(tx) == 64 and holdout.samples == 0
     assert "not measured: 64 training samples are too few" in capsys.readouterr().out
+
+
+def test_targets_that_are_not_classes_measure_output_cosine():
+    x, _ = _data(64)
+    targets = np.random.default_rng(1).random((64, 3)).astype(np.float32)
+
+    def regressor(seed):
+        tf_keras = _compat.tf_keras()
+        tf_keras.utils.set_random_seed(seed)
+        inputs = tf_keras.Input((8, 8, 1))
+        return tf_keras.Model(inputs, tf_keras.layers.Dense(3)(tf_keras.layers.Flatten()(inputs)))
+
+    fit = config.FitConfig(val_split=0.25)
+    _, holdout = validation.hold_out(regressor(0), x, targets, None, fit=fit, what="pruning")
+    assert holdout.metric == "output_cosine" and holdout.before == 1.0
+    assert holdout.samples == 16  # not stratified: there are no classes
+    assert validation.score(holdout, regressor(1)) < 0.99
 
 
 def test_bad_held_out_data_is_refused_before_training():

@@ -239,7 +239,9 @@ def hold_out(
         kind = None
     else:
         kind = "sparse" if class_ids else _label_kind(model, y, what="training data")
-    metric = ACCURACY if kind else (AGREEMENT if units and units > 1 else COSINE)
+    # Unlabelled data (distillation) on a multi-class output: top-1 agreement; targets
+    # that are not classes (regression) or a one-unit output: the cosine of the outputs.
+    metric = ACCURACY if kind else (AGREEMENT if y is None and units and units > 1 else COSINE)
     if labelled_val is not None or val_data is not None:
         if labelled_val is not None:
             vx, vy = labelled_val
