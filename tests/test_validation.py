@@ -140,6 +140,34 @@ def test_distill_measures_the_student_against_the_teacher():
 # -- the warning -------------------------------------------------------------------------
 
 
+def test_a_drop_past_the_limit_warns_and_fail_on_raises_with_the_model():
+    holdout = validation.Holdout(
+        np.zeros((50, 1)), np.zeros(50, int), "split", "accuracy", 0.96, fraction=0.1
+    )
+    fit = config.FitConfig(epochs=3, learning_rate=1e-3, fail_on_accuracy_drop=True)
+    cause = validation.Cause("a cause", "--fix=1")
+    check = validation.judge(holdout, 0.955, fit=fit, causes=lambda: [cause])
+    assert check.warning is None and not check.failed  # 0.5 points: within the default 1
+    check = validation.judge(holdout, 0.9, fit=fit, causes=lambda: [cause])
+    assert check.failed and check.drop_points == 6.0
+    assert "fell from 96.00% to 90.00%, 6.00 points, more than the 1 allowed" in check.warning
+    assert check.warning.endswith("Cause: a cause. Fix: --fix=1.")
+    check = validation.judge(holdout, 0.9, fit=fit, causes=list)
+    assert "Fix: --epochs=6 or --learning_rate=0.0005." in check.warning  # the fallback
+
+    @dataclasses.dataclass(frozen=True)
+    class Report:
+        validation: dict | None = None
+
+    with pytest.warns(validation.AccuracyDropWarning, match="fell from 96.00%"):
+        report = validation.attach(Report(), check)
+    with pytest.raises(validation.AccuracyDropError) as caught:
+        validation.enforce(fit, "the model", report)
+    assert caught.value.model == "the model" and caught.value.report is report
+    no_fail = dataclasses.replace(fit, fail_on_accuracy_drop=False)
+    assert validation.enforce(no_fail, "the model", report) == ("the model", report)
+
+
 def test_a_well_behaved_run_with_the_defaults_gives_no_warning(example):
     model, _, (x, y), _ = example
     with warnings.catch_warnings():
