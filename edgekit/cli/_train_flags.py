@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import sys
+import warnings
 from typing import Any
 
 from absl import flags
@@ -24,7 +26,33 @@ _MODEL = flags.DEFINE_string("model", None, "Keras model to optimize: .keras, .h
 _DATA = flags.DEFINE_string(
     "data", None, "Labelled training data: .npz with 'x' and 'y', or an image folder."
 )
-_VAL_DATA = flags.DEFINE_string("val_data", None, "Optional labelled validation data.")
+_VAL_DATA = flags.DEFINE_string(
+    "val_data",
+    None,
+    "Labelled held-out data (.npz like --data): accuracy is measured on it before and after "
+    "training. Default: a stratified split of --data (see --val_split), never trained on.",
+)
+_VAL_SPLIT = flags.DEFINE_float(
+    "val_split",
+    None,
+    "Share of --data held out to measure accuracy when --val_data is not given. Default: "
+    "0.1 when --data has 200+ samples, else no measurement; 0 turns it off.",
+    lower_bound=0.0,
+    upper_bound=0.5,
+)
+_MAX_DROP = flags.DEFINE_float(
+    "max_accuracy_drop",
+    1.0,
+    "Warn (with the cause and the fix) when held-out accuracy falls by more than this many points.",
+    lower_bound=0.0,
+    upper_bound=100.0,
+)
+_FAIL_ON_DROP = flags.DEFINE_bool(
+    "fail_on_accuracy_drop",
+    False,
+    "Exit with status 1 after such a drop (the model and --json are still written, for a "
+    "look at what went wrong).",
+)
 _EPOCHS = flags.DEFINE_integer(
     "epochs", None, "Fine-tuning epochs (default: the technique's own).", lower_bound=1
 )
@@ -85,6 +113,9 @@ def fit_config(defaults: FitConfig | None = None) -> FitConfig:
         log_dir=_log_dir(),
         seed=_SEED.value,
         verbose=2,
+        val_split=_VAL_SPLIT.value,
+        max_accuracy_drop=_MAX_DROP.value,
+        fail_on_accuracy_drop=_FAIL_ON_DROP.value,
     )
 
 
@@ -169,6 +200,58 @@ def write_outputs(model: Any, report: Any) -> bool:
         payload = {"output": output_path(), **report.to_dict()}
         io.write_json(_JSON.value, payload, overwrite=_OVERWRITE.value)
     return True
+
+
+def train(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any, bool]:
+    """Calls a technique; returns (model, report, whether --fail_on_accuracy_drop failed it).
+
+    The library's `AccuracyDropWarning` is silenced: `print_validation` prints the
+    warning as the command's last word, where a user reads it.
+    """
+    from edgekit.optimize import validation
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", validation.AccuracyDropWarning)
+        try:
+            model, report = fn(*args, **kwargs)
+        except validation.AccuracyDropError as e:
+            return e.model, e.report, True
+    return model, report, False
+
+
+def print_validation(report: Any, failed: bool) -> None:
+    """Prints the held-out accuracy before and after, the WARNING of a drop; exits 1 if failed.
+
+    Called after the outputs are written: with --fail_on_accuracy_drop a script gets
+    exit status 1, and the model and --json report are there to look at.
+    """
+    check = getattr(report, "validation", None)
+    if not check:
+        return
+    if check["samples"]:
+        name = "accuracy" if check["metric"] == "accuracy" else check["metric"].replace("_", " ")
+        where = (
+            "--val_data"
+            if check["source"] == "val_data"
+            else f"{100 * check['split_fraction']:g}% of --data, kept out of training"
+        )
+        print(
+            f"Held-out {name}: {100 * check['accuracy_before']:.2f}% before, "
+            f"{100 * check['accuracy_after']:.2f}% after ({-check['drop_points']:+.2f} points) "
+            f"on {check['samples']} samples ({where})."
+        )
+    else:
+        print(f"Held-out accuracy {check['note']}")
+    if check["warning"]:
+        print(f"WARNING: {check['warning']}", flush=True)
+    if failed:
+        print(
+            "error: the accuracy drop is past --max_accuracy_drop and --fail_on_accuracy_drop "
+            "is set: exit status 1 (the outputs were written, to look at).",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(1)
 
 
 def start_strategy(fit: FitConfig) -> None:

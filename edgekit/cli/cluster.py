@@ -66,7 +66,9 @@ def main(argv: Sequence[str]) -> None:
     data = train.load_data(train.data_path(), what="data")
     val = train.load_data(train.val_data_path(), what="val_data") if train.val_data_path() else None
     model = io.load_model(model_path, safe_mode=not train.allow_unsafe())
-    stripped, report = cluster.cluster(model, config, data, fit=fit, val_data=val)
+    stripped, report, failed = train.train(
+        cluster.cluster, model, config, data, fit=fit, val_data=val
+    )
     if report.bridge:
         print(keras3.describe(report.bridge))
     if train.write_outputs(stripped, report):
@@ -81,6 +83,7 @@ def main(argv: Sequence[str]) -> None:
         + (" per channel" if config.per_channel else "")
         + f"; {report.fit.seconds:.1f} s on {report.fit.num_replicas} replica(s)."
     )
+    train.print_validation(report, failed)
 
 
 def run() -> None:

@@ -38,6 +38,26 @@ _BATCH = flags.DEFINE_integer(
     "overriding the recipe's convert.batch_size. Default: as the recipe says (free).",
     lower_bound=1,
 )
+_VAL_DATA = flags.DEFINE_string(
+    "val_data",
+    None,
+    "Labelled held-out data (.npz) on which each training stage measures accuracy before and "
+    "after. Default: --eval_data when given, else a split of --data kept out of training.",
+)
+_MAX_DROP = flags.DEFINE_float(
+    "max_accuracy_drop",
+    None,
+    "Warn when a training stage's held-out accuracy falls by more than this many points "
+    "(overrides the recipe's fit.max_accuracy_drop, default 1.0).",
+    lower_bound=0.0,
+    upper_bound=100.0,
+)
+_FAIL_ON_DROP = flags.DEFINE_bool(
+    "fail_on_accuracy_drop",
+    None,
+    "Exit with status 1 when a training stage's accuracy drop is past the limit (the run "
+    "still finishes and writes everything). Default: the recipe's fit.fail_on_accuracy_drop.",
+)
 _EXAMPLE = flags.DEFINE_bool(
     "example",
     False,
@@ -74,16 +94,51 @@ def main(argv: Sequence[str]) -> None:
         recipe = dataclasses.replace(
             recipe, convert=dataclasses.replace(recipe.convert, batch_size=_BATCH.value)
         )
+    recipe = _with_validation(recipe)
     result = pipeline.run(
         recipe,
         model=model,
         data=data,
         eval_data=eval_data,
+        val_data=_VAL_DATA.value,
         output_dir=_OUTPUT_DIR.value,
         overwrite=_OVERWRITE.value,
         safe_mode=not _ALLOW_UNSAFE.value,
     )
     _print_summary(result)
+    from edgekit.pipeline import summary as summary_lib
+
+    failed = summary_lib.failed_stages(result.summary)
+    if failed:
+        import sys
+
+        print(
+            f"error: the held-out accuracy of {', '.join(failed)} fell past the limit and "
+            "fail_on_accuracy_drop is set: exit status 1 (everything was written).",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+
+
+def _with_validation(recipe):
+    """The recipe with --max_accuracy_drop / --fail_on_accuracy_drop in every stage's fit."""
+    changes = {}
+    if _MAX_DROP.value is not None:
+        changes["max_accuracy_drop"] = _MAX_DROP.value
+    if _FAIL_ON_DROP.value is not None:
+        changes["fail_on_accuracy_drop"] = _FAIL_ON_DROP.value
+    if not changes:
+        return recipe
+    import dataclasses
+
+    from edgekit import recipes
+
+    recipe = recipes.resolve_recipe(recipe)
+    fits = {"fit": dataclasses.replace(recipe.fit, **changes)}
+    for name in ("distill_fit", "prune_fit", "cluster_fit", "qat_fit"):
+        if getattr(recipe, name) is not None:
+            fits[name] = dataclasses.replace(getattr(recipe, name), **changes)
+    return dataclasses.replace(recipe, **fits)
 
 
 def _print_summary(result) -> None:

@@ -95,7 +95,7 @@ def main(argv: Sequence[str]) -> None:
     from edgekit import io
 
     model = io.load_model(model_path, safe_mode=not train.allow_unsafe())
-    stripped, report = prune.prune(model, config, data, fit=fit, val_data=val)
+    stripped, report, failed = train.train(prune.prune, model, config, data, fit=fit, val_data=val)
     if _COMPARE.value and train.is_chief():
         report = dataclasses.replace(report, tflite=prune.compare_sparse_encoding(stripped))
     if report.bridge:
@@ -123,6 +123,7 @@ def main(argv: Sequence[str]) -> None:
             f"ms ({t['timing']['runs']} runs, {t['timing']['num_threads']} thread, batch 1, "
             f"{t['timing']['cpu_path'].split(' (')[0]})."
         )
+    train.print_validation(report, failed)
 
 
 def run() -> None:

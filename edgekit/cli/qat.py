@@ -61,8 +61,8 @@ def main(argv: Sequence[str]) -> None:
     val_path = train_flags.val_data_path()
     val = train_flags.load_data(val_path, what="val_data") if val_path else None
     model = io.load_model(train_flags.model_path(), safe_mode=not train_flags.allow_unsafe())
-    qat_model, report = qat.quantize_aware(
-        model, config, data, fit=train_flags.fit_config(), val_data=val
+    qat_model, report, failed = train_flags.train(
+        qat.quantize_aware, model, config, data, fit=train_flags.fit_config(), val_data=val
     )
     wrote = train_flags.write_outputs(qat_model, report)
     if report.bridge:
@@ -84,6 +84,7 @@ def main(argv: Sequence[str]) -> None:
         print(f"fine-tuning ({report.fit.total_steps} steps, {report.fit.seconds} s): {last}")
     if wrote:
         print(f"wrote {train_flags.output_path()}")
+    train_flags.print_validation(report, failed)
 
 
 def run() -> None:

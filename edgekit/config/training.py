@@ -59,6 +59,15 @@ class FitConfig(base.Config):
       log_dir: write TensorBoard summaries (and pruning summaries) here; None for none.
       seed: seed for weight init, shuffling and dropout; None leaves them random.
       verbose: Keras fit verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+      val_split: the share of the training data held out (stratified by class,
+        seeded, never trained on) to measure accuracy before and after training when
+        no val_data is given. None: 10% when the data has at least 200 samples, else
+        nothing is held out and the validation is not measured (a few samples cannot
+        resolve a 1-point drop); 0 turns the measurement off.
+      max_accuracy_drop: the accuracy drop (in points) on the held-out data above
+        which training ends with a warning naming the cause and the fix.
+      fail_on_accuracy_drop: such a drop raises `validation.AccuracyDropError` (the
+        commands write their outputs, then exit with status 1).
     """
 
     epochs: int = 2
@@ -70,11 +79,38 @@ class FitConfig(base.Config):
     log_dir: str | None = None
     seed: int | None = 0
     verbose: int = 0
+    val_split: float | None = None
+    max_accuracy_drop: float = 1.0
+    fail_on_accuracy_drop: bool = False
 
     def __post_init__(self) -> None:
         self._coerce_enums()
         base.check(
             base.is_whole(self.epochs, 1), "epochs must be a whole number >= 1.", epochs=self.epochs
+        )
+        base.check(
+            self.val_split is None
+            or (
+                isinstance(self.val_split, (int, float))
+                and not isinstance(self.val_split, bool)
+                and 0 <= self.val_split <= 0.5
+            ),
+            "val_split must be None (10% of data with 200+ samples), 0 (no measurement) or a "
+            "fraction in (0, 0.5] of the training data to hold out.",
+            val_split=self.val_split,
+        )
+        base.check(
+            isinstance(self.max_accuracy_drop, (int, float))
+            and not isinstance(self.max_accuracy_drop, bool)
+            and 0 <= self.max_accuracy_drop <= 100,
+            "max_accuracy_drop must be a number of accuracy points in [0, 100] (1.0 warns "
+            "when held-out accuracy falls by more than one point).",
+            max_accuracy_drop=self.max_accuracy_drop,
+        )
+        base.check(
+            isinstance(self.fail_on_accuracy_drop, bool),
+            "fail_on_accuracy_drop must be true or false.",
+            fail_on_accuracy_drop=self.fail_on_accuracy_drop,
         )
         base.check(
             self.steps_per_epoch is None or base.is_whole(self.steps_per_epoch, 1),

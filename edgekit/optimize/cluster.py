@@ -27,11 +27,14 @@ from edgekit import _compat, errors
 from edgekit import config as config_lib
 from edgekit.optimize import fit as fit_lib
 from edgekit.optimize import layers as layers_lib
-from edgekit.optimize import reports, technique
+from edgekit.optimize import reports, technique, validation
 
 # Fine-tuning measured on the bundled example: 16 clusters with 2 epochs at 1e-4
 # kept 99.2% test accuracy (the float model has 98.9%).
 DEFAULT_FIT = config_lib.FitConfig(epochs=2, learning_rate=1e-4)
+
+# Fewer clusters than this is named as a cause when accuracy drops.
+FEW_CLUSTERS = 8
 
 _INIT_NAMES = {
     config_lib.ClusterInit.KMEANS_PLUS_PLUS: "KMEANS_PLUS_PLUS",
@@ -160,6 +163,21 @@ class Clustering:
             return []
         return [_compat.tfmot().clustering.keras.ClusteringSummaries(log_dir=self.log_dir)]
 
+    def diagnose(
+        self, fit: config_lib.FitConfig, fit_report: fit_lib.FitReport | None
+    ) -> list[validation.Cause]:
+        """What in this run explains an accuracy drop: epochs, clusters, learning rate."""
+        del fit_report
+        out = validation.epochs_cause(fit, DEFAULT_FIT, technique="clustering")
+        if self.config.num_clusters < FEW_CLUSTERS:
+            out.append(
+                validation.Cause(
+                    f"{self.config.num_clusters} values per weight tensor are few for this model",
+                    f"--num_clusters={FEW_CLUSTERS * 2}",
+                )
+            )
+        return out + validation.learning_rate_cause(fit, DEFAULT_FIT, technique="clustering")
+
     def finish(
         self, trained: Any, fit_report: fit_lib.FitReport | None
     ) -> tuple[Any, reports.ClusterReport]:
@@ -200,7 +218,9 @@ def cluster(
         a path that `edgekit.data.load` reads.
       fit: epochs, steps, batch size, optimizer, learning rate, strategy, log_dir;
         None for `DEFAULT_FIT`.
-      val_data: optional labelled validation data.
+      val_data: optional labelled held-out data: accuracy is measured on it before
+        and after (else on a split of `data`, see `FitConfig.val_split`), in the
+        report's `validation`.
 
     Returns:
       (the clustered model without clustering wrappers, in the Keras it was
@@ -209,7 +229,10 @@ def cluster(
     Raises:
       UserInputError: bad model (subclassed, already wrapped, a Keras 3 layer the
         bridge cannot map or a mismatch past its tolerance), data that does not
-        fit it, or no layer with more weights than clusters.
+        fit it, val_data that does not fit, or no layer with more weights than
+        clusters.
+      validation.AccuracyDropError: `fit.fail_on_accuracy_drop` and a drop past
+        `fit.max_accuracy_drop` (it holds the model and the report).
 
     Example:
         >>> stripped, report = cluster(model, ClusterConfig(num_clusters=16), (x, y))
@@ -217,5 +240,8 @@ def cluster(
     fit = fit or DEFAULT_FIT
     bridged, (x, y) = technique.bridge_inputs(model, data, val_data, fit=fit, what="Clustering")
     clustering = Clustering(bridged.model, config, log_dir=fit.log_dir)
-    stripped, report = technique.run(clustering, (x, y), fit=fit, val_data=val_data)
-    return technique.bridge_back(bridged, stripped, report, x)
+    (x, y), holdout = validation.hold_out(bridged.model, x, y, val_data, fit=fit, what="clustering")
+    stripped, report = technique.run(
+        clustering, (x, y), fit=fit, val_data=val_data, holdout=holdout
+    )
+    return validation.enforce(fit, *technique.bridge_back(bridged, stripped, report, x))

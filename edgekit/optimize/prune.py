@@ -39,13 +39,19 @@ from edgekit import _compat, errors, runtime
 from edgekit import config as config_lib
 from edgekit.optimize import fit as fit_lib
 from edgekit.optimize import layers as layers_lib
-from edgekit.optimize import reports, technique
+from edgekit.optimize import reports, technique, validation
 
 # Fine-tuning that keeps accuracy, measured on the bundled example (see
 # benchmarks/prune_cluster_accuracy.py): 80% sparsity kept 99.4% test accuracy with
 # 12 epochs at 3e-4, while 2 epochs at 1e-4 fell to 33% and 4 at 3e-4 to 91%.
 # Pruning needs steps after the last pruning step to recover.
 DEFAULT_FIT = config_lib.FitConfig(epochs=12, learning_rate=3e-4)
+
+# Epochs at the final sparsity that let the model recover: what DEFAULT_FIT leaves
+# after the default schedule's end (12 x (1 - 0.7) = 3.6). Targets above HIGH_SPARSITY
+# are where the example started to lose accuracy with short runs.
+RECOVERY_EPOCHS = DEFAULT_FIT.epochs * (1 - config_lib.PruneConfig().end_fraction)
+HIGH_SPARSITY = 0.75
 
 # Prune steps per schedule span when the frequency is chosen for the user: often
 # enough for a smooth ramp, rare enough that the model recovers between steps.
@@ -206,6 +212,43 @@ class Pruning:
             out.append(sparsity.PruningSummaries(log_dir=self.log_dir))
         return out
 
+    def diagnose(
+        self, fit: config_lib.FitConfig, fit_report: fit_lib.FitReport | None
+    ) -> list[validation.Cause]:
+        """What in this run explains an accuracy drop: recovery steps, target, learning rate."""
+        s = self.schedule
+        total = s["total_steps"]
+        per_epoch = fit_report.steps_per_epoch if fit_report else max(1, total // fit.epochs)
+        final_at = s["end_step"] if s["kind"] == "polynomial" else s["begin_step"]
+        after = max(0, total - 1 - final_at)
+        out = []
+        target = f"{100 * s['target_sparsity']:.0f}%"
+        if after / per_epoch < RECOVERY_EPOCHS:
+            share = (
+                1 - self.config.end_fraction
+                if s["kind"] == "polynomial"
+                else 1 - self.config.begin_fraction
+            )
+            epochs = validation.suggested_epochs(RECOVERY_EPOCHS, share, fit.epochs)
+            out.append(
+                validation.Cause(
+                    f"too few steps for the schedule: pruning reached its final {target} "
+                    f"sparsity at step {final_at} of {total} and trained only {after} steps "
+                    f"({after / per_epoch:.1f} epochs) at it to recover, where the default "
+                    f"{DEFAULT_FIT.epochs} epochs leave {RECOVERY_EPOCHS:.1f}",
+                    f"--epochs={epochs}",
+                )
+            )
+        if s["target_sparsity"] > HIGH_SPARSITY:
+            lower = max(0.5, round(s["target_sparsity"] - 0.2, 1))
+            out.append(
+                validation.Cause(
+                    f"the {target} sparsity target is high for this model",
+                    f"a lower --target_sparsity (e.g. {lower:g}) or more epochs",
+                )
+            )
+        return out + validation.learning_rate_cause(fit, DEFAULT_FIT, technique="pruning")
+
     def finish(
         self, trained: Any, fit_report: fit_lib.FitReport | None
     ) -> tuple[Any, reports.PruneReport]:
@@ -249,17 +292,22 @@ def prune(
         a path that `edgekit.data.load` reads.
       fit: epochs, steps, batch size, optimizer, learning rate, strategy, log_dir;
         None for `DEFAULT_FIT`.
-      val_data: optional labelled validation data.
+      val_data: optional labelled held-out data: accuracy is measured on it before
+        and after (else on a split of `data`, see `FitConfig.val_split`), in the
+        report's `validation`.
 
     Returns:
       (the pruned model without pruning wrappers, in the Keras it was given, a
-      `PruneReport`; its `bridge` holds the Keras 3 bridge's figures).
+      `PruneReport`; its `bridge` holds the Keras 3 bridge's figures, its
+      `validation` the held-out accuracy before and after).
 
     Raises:
       UserInputError: bad model (subclassed, already wrapped, a Keras 3 layer the
         bridge cannot map or a mismatch past its tolerance), data that does not
-        fit it, no layer left to prune, or a schedule that cannot reach its
-        target in the number of steps.
+        fit it, no layer left to prune, a schedule that cannot reach its
+        target in the number of steps, or val_data that does not fit.
+      validation.AccuracyDropError: `fit.fail_on_accuracy_drop` and a drop past
+        `fit.max_accuracy_drop` (it holds the model and the report).
 
     Example:
         >>> stripped, report = prune(model, PruneConfig(target_sparsity=0.5), (x, y))
@@ -279,10 +327,11 @@ def prune(
                 "channels) and a GlobalAveragePooling2D head; prune without xnnpack_policy. "
                 + errors.received(xnnpack_policy=True)
             ) from None
+    (x, y), holdout = validation.hold_out(model, x, y, val_data, fit=fit, what="pruning")
     _, total_steps = fit_lib.plan_steps(len(x), fit)
     pruning = Pruning(model, config, total_steps=total_steps, log_dir=fit.log_dir)
-    stripped, report = technique.run(pruning, (x, y), fit=fit, val_data=val_data)
-    return technique.bridge_back(bridged, stripped, report, x)
+    stripped, report = technique.run(pruning, (x, y), fit=fit, val_data=val_data, holdout=holdout)
+    return validation.enforce(fit, *technique.bridge_back(bridged, stripped, report, x))
 
 
 def _time_invoke(data: bytes, *, runs: int, num_threads: int, use_xnnpack: bool) -> float:

@@ -32,7 +32,7 @@ import numpy as np
 
 from edgekit import _compat, errors
 from edgekit import config as config_lib
-from edgekit.optimize import _qat_rewrite, losses, reports, technique
+from edgekit.optimize import _qat_rewrite, losses, reports, technique, validation
 from edgekit.optimize import fit as fit_lib
 from edgekit.optimize import layers as layers_lib
 
@@ -358,7 +358,8 @@ def quantize_aware(
       data: labelled training data: an `edgekit.data.Dataset`, `(x, y)` arrays, or a
         path `edgekit.data.load` reads.
       fit: epochs, batch size, learning rate, strategy, log_dir; None for defaults.
-      val_data: optional labelled validation data.
+      val_data: optional labelled held-out data for the accuracy check before and
+        after (else a split of `data`, see `FitConfig.val_split`; `validation`).
 
     Returns:
       (the QAT model, a tf_keras model (also for Keras 3 input), which
@@ -370,6 +371,8 @@ def quantize_aware(
       UserInputError: a subclassed or already-wrapped model, a nested model, a
         Keras 3 layer the bridge cannot map or a mismatch past its tolerance, data
         without labels or of the wrong shape, or a config that excludes everything.
+      validation.AccuracyDropError: `fit.fail_on_accuracy_drop` and a drop past
+        `fit.max_accuracy_drop` (it holds the model and the report).
 
     Example:
         >>> qat, report = quantize_aware(model, QATConfig(preserve="sparsity"), (x, y),
@@ -391,15 +394,17 @@ def quantize_aware(
     model = bridged.model
     if val_data is not None:
         val_data = fit_lib.as_arrays(val_data, what="val_data")
+    (x, y), holdout = validation.hold_out(model, x, y, val_data, fit=fit, what="QAT")
     qat = QuantizationAware(model, config, x, strategy=fit.strategy)
     # The loss is chosen from the caller's model: inside a QAT wrapper the output
     # activation is hidden, and a softmax output would be read as logits.
     loss, _, _, metrics = losses.choose_loss(model, y)
     qat_model, report = technique.run(
-        qat, (x, y), fit=fit, val_data=val_data, loss=loss, metrics=metrics
+        qat, (x, y), fit=fit, val_data=val_data, loss=loss, metrics=metrics, holdout=holdout
     )
     # No way back: TF-MOT's fake-quant wrappers exist only in tf_keras (see `Returns`).
-    return qat_model, dataclasses.replace(report, bridge=technique.bridge_figures(bridged))
+    report = dataclasses.replace(report, bridge=technique.bridge_figures(bridged))
+    return validation.enforce(fit, qat_model, report)
 
 
 class QuantizationAware:
@@ -437,6 +442,14 @@ class QuantizationAware:
 
     def callbacks(self) -> list[Any]:
         return []
+
+    def diagnose(self, fit: config_lib.FitConfig, fit_report: Any) -> list[validation.Cause]:
+        """What in this run explains an accuracy drop: epochs and learning rate."""
+        del fit_report
+        default = config_lib.FitConfig()
+        return validation.epochs_cause(
+            fit, default, technique="QAT"
+        ) + validation.learning_rate_cause(fit, default, technique="QAT")
 
     def finish(self, trained: Any, fit_report: fit_lib.FitReport | None) -> tuple[Any, QATReport]:
         # Imported here on purpose: _qat_configs imports tf_keras and TF-MOT at module

@@ -141,6 +141,9 @@ class PruneReport(Report):
       bridge: None for a tf_keras model; for a Keras 3 model, the Keras 3 bridge's
         figures: {"in": ..., "back": ...} (`keras3.BridgeReport.to_dict()`: max abs
         error and cosine of outputs on the user's own training inputs).
+      validation: held-out accuracy before and after, and the warning of a drop
+        (`validation.Validation.to_dict()`); None when the driver was not asked to
+        measure.
     """
 
     technique: str
@@ -154,6 +157,7 @@ class PruneReport(Report):
     fit: fit_lib.FitReport
     tflite: dict[str, Any] | None = None
     bridge: dict[str, Any] | None = None
+    validation: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +174,9 @@ class ClusterReport(Report):
       bridge: None for a tf_keras model; for a Keras 3 model, the Keras 3 bridge's
         figures: {"in": ..., "back": ...} (`keras3.BridgeReport.to_dict()`: max abs
         error and cosine of outputs on the user's own training inputs).
+      validation: held-out accuracy before and after, and the warning of a drop
+        (`validation.Validation.to_dict()`); None when the driver was not asked to
+        measure.
     """
 
     technique: str
@@ -179,6 +186,7 @@ class ClusterReport(Report):
     skipped: tuple[layers_lib.Skipped, ...]
     fit: fit_lib.FitReport
     bridge: dict[str, Any] | None = None
+    validation: dict[str, Any] | None = None
 
 
 # ----------------------------------------------------------------------------
@@ -229,6 +237,9 @@ class QATReport(Report):
       bridge: None for a tf_keras model; for a Keras 3 model {"in": the Keras 3
         bridge's figures, "back": None}: the QAT model stays tf_keras (TF-MOT's
         fake-quant wrappers exist only there), its deliverable is the int8 .tflite.
+      validation: held-out accuracy before and after, and the warning of a drop
+        (`validation.Validation.to_dict()`); None when the driver was not asked to
+        measure.
     """
 
     technique: str
@@ -243,6 +254,7 @@ class QATReport(Report):
     weights: tuple[dict[str, Any], ...]
     fit: fit_lib.FitReport | None
     bridge: dict[str, Any] | None = None
+    validation: dict[str, Any] | None = None
 
     def float_layers(self) -> list[LayerDecision]:
         """The layers left float."""

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from edgekit import config as config_lib
 from edgekit import errors, io
 from edgekit.optimize import fit as fit_lib
-from edgekit.optimize import keras3
+from edgekit.optimize import keras3, validation
 from edgekit.optimize import layers as layers_lib
 from edgekit.optimize import strategy as strategy_lib
 
@@ -46,6 +46,9 @@ class Technique(Protocol):
 
     def finish(self, trained: Any, fit_report: fit_lib.FitReport | None) -> tuple[Any, Any]:
         """(the model without training-only wrappers, the technique's report)."""
+
+    # Optional: `diagnose(fit, fit_report) -> list[validation.Cause]`, the causes of an
+    # accuracy drop the technique can see in its own settings (see `run`).
 
 
 class Plain:
@@ -76,15 +79,22 @@ def run(
     val_data: Any = None,
     loss: Any = None,
     metrics: Sequence[Any] | None = None,
+    holdout: validation.Holdout | None = None,
 ) -> tuple[Any, Any]:
     """Fine-tunes `technique.build()` with its callbacks, then returns `technique.finish(...)`.
 
     Args:
       technique: a technique already set up on its model.
       data: labelled training data (see `fit.fine_tune`).
-      fit: epochs, steps, batch size, optimizer, learning rate, strategy, log_dir.
+      fit: epochs, steps, batch size, optimizer, learning rate, strategy, log_dir;
+        max_accuracy_drop for the held-out check.
       val_data: optional labelled validation data.
       loss, metrics: passed to `fit.fine_tune` (None chooses from the labels).
+      holdout: the held-out data and the input model's score on it
+        (`validation.hold_out`, which also takes it out of `data`): the result is
+        measured on it and the report gains `validation`; a drop past
+        `fit.max_accuracy_drop` warns (`validation.AccuracyDropWarning`) with the
+        causes from the technique's `diagnose(fit, fit_report)`, when it has one.
 
     Returns:
       What the technique's `finish` returns: (model, report).
@@ -98,7 +108,17 @@ def run(
         loss=loss,
         metrics=metrics,
     )
-    return technique.finish(trained, fit_report)
+    model, report = technique.finish(trained, fit_report)
+    if holdout is None:
+        return model, report
+    diagnose = getattr(technique, "diagnose", None)
+    check = validation.judge(
+        holdout,
+        validation.score(holdout, model),
+        fit=fit,
+        causes=lambda: diagnose(fit, fit_report) if diagnose is not None else [],
+    )
+    return model, validation.attach(report, check)
 
 
 # Samples of the user's own training data on which every bridge translation is

@@ -28,6 +28,7 @@ def run(
     data: Any,
     output_dir: str | os.PathLike,
     eval_data: Any = None,
+    val_data: Any = None,
     overwrite: bool = False,
     safe_mode: bool = True,
 ) -> dict[str, Any]:
@@ -35,7 +36,8 @@ def run(
 
     See `edgekit.pipeline.run(isolate=True)`.
     """
-    for name, value in (("model", model), ("data", data), ("eval_data", eval_data)):
+    named = (("model", model), ("data", data), ("eval_data", eval_data), ("val_data", val_data))
+    for name, value in named:
         if value is not None and not isinstance(value, (str, os.PathLike)):
             raise errors.UserInputError(
                 f"isolate=True runs the pipeline in another process, which takes {name} as "
@@ -47,6 +49,7 @@ def run(
         "model": str(model),
         "data": str(data),
         "eval_data": None if eval_data is None else str(eval_data),
+        "val_data": None if val_data is None else str(val_data),
         "output_dir": str(output_dir),
         "overwrite": overwrite,
         "safe_mode": safe_mode,

@@ -64,6 +64,7 @@ def run(
     data: Any,
     output_dir: str | os.PathLike,
     eval_data: Any = None,
+    val_data: Any = None,
     overwrite: bool = False,
     custom_objects: dict[str, Any] | None = None,
     safe_mode: bool = True,
@@ -79,6 +80,13 @@ def run(
       data: training/calibration data (any source `edgekit.data.load` takes).
       output_dir: the run's folder.
       eval_data: held-out data for accuracy; defaults to `data`.
+      val_data: labelled held-out data on which every training stage measures
+        accuracy before and after (its `validation`, a drop past the recipe's
+        `fit.max_accuracy_drop` in `warnings`); default: `eval_data` when given,
+        else a split of `data` kept out of training (`fit.val_split`). With
+        `fail_on_accuracy_drop` in a stage's fit, the run still finishes and writes
+        everything; the stage's `validation.failed` is true (edgekit-optimize then
+        exits with status 1).
       overwrite: replace a folder that holds another run (or other files).
       progress: where progress lines go (default: stdout).
       isolate: run the pipeline in a child process (model, data and eval_data as file
@@ -119,6 +127,7 @@ def run(
             data=data,
             output_dir=output_dir,
             eval_data=eval_data,
+            val_data=val_data,
             overwrite=overwrite,
             safe_mode=safe_mode,
         )
@@ -129,9 +138,10 @@ def run(
     keras_model = io.load_model(model, custom_objects=custom_objects, safe_mode=safe_mode)
     train = data_lib.load(data)
     test = data_lib.load(eval_data) if eval_data is not None else train
+    val = data_lib.load(val_data, require_labels=True) if val_data is not None else None
     _check_recipe_fits(recipe, keras_model, train)
     source = model if isinstance(model, (str, os.PathLike)) else keras_model
-    run_key = state_lib.run_key(recipe, source, train, test)
+    run_key = state_lib.run_key(recipe, source, train, test, val)
     state, resumed = state_lib.prepare_output_dir(out, run_key, overwrite=overwrite)
     if not resumed:  # a run that crashes in its first stage must still resume
         io.write_json(
@@ -152,6 +162,7 @@ def run(
         model=keras_model,
         train=train,
         test=test,
+        val=val,
         out=out,
         state=state,
         progress=prog,

@@ -15,6 +15,7 @@ import pathlib
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,7 @@ from edgekit import _compat, benchmark, bundle, convert, evaluate, io, report
 from edgekit import config as config_lib
 from edgekit import data as data_lib
 from edgekit.lite import inspect as lite_inspect
-from edgekit.optimize import cluster, distill, keras3, prune, qat, technique
+from edgekit.optimize import cluster, distill, keras3, prune, qat, technique, validation
 from edgekit.optimize import reports as optimize_report
 from edgekit.pipeline import summary as summary_lib
 from edgekit.pipeline.state import State
@@ -57,6 +58,7 @@ class Context:
     state: State
     progress: Progress
     current: Any = None  # the Keras model after the last training stage
+    val: data_lib.Dataset | None = None  # the user's held-out data for the training stages
     reports: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -204,17 +206,44 @@ TECHNIQUES = (
 
 
 def _val(ctx: Context) -> Any:
+    """The training stages' held-out data: val_data, else eval data apart from the training data."""
+    if ctx.val is not None:
+        return (ctx.val.x, ctx.val.y)
     return (
         (ctx.test.x, ctx.test.y) if ctx.test.y is not None and ctx.test is not ctx.train else None
+    )
+
+
+def _train(ctx: Context, t: Technique, fit: config_lib.FitConfig) -> tuple[Any, Any]:
+    """Runs a training stage; a drop past the limit is recorded, the run goes on.
+
+    The library's warning is silenced: the summary's `warnings` carries it into the
+    output, the report and the manifest.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", validation.AccuracyDropWarning)
+        try:
+            return t.train(
+                ctx.current, ctx.recipe, (ctx.train.x, ctx.train.y), fit=fit, val_data=_val(ctx)
+            )
+        except validation.AccuracyDropError as e:  # fail_on_accuracy_drop: the run finishes
+            return e.model, e.report
+
+
+def _note_validation(ctx: Context, check: dict[str, Any] | None) -> None:
+    if not check or not check.get("samples"):
+        return
+    ctx.progress.note(
+        f"held-out {check['metric']}: {100 * check['accuracy_before']:.2f}% before, "
+        f"{100 * check['accuracy_after']:.2f}% after on {check['samples']} samples "
+        f"({check['source']})" + ("; WARNING below" if check.get("warning") else "")
     )
 
 
 def _run_technique(ctx: Context, t: Technique) -> dict[str, Any]:
     ctx.progress.stage(t.name, t.message(ctx.recipe))
     fit = getattr(ctx.recipe, f"{t.name}_fit", None) or ctx.recipe.fit
-    model, stage_report = t.train(
-        ctx.current, ctx.recipe, (ctx.train.x, ctx.train.y), fit=fit, val_data=_val(ctx)
-    )
+    model, stage_report = _train(ctx, t, fit)
     path = ctx.state.file(f"{t.name}.keras")
     io.save_model(model, path, overwrite=True)
     if hasattr(stage_report, "to_dict"):
@@ -224,7 +253,8 @@ def _run_technique(ctx: Context, t: Technique) -> dict[str, Any]:
     io.write_json(ctx.state.file(f"{t.name}.json"), info, overwrite=True)
     ctx.current = model
     ctx.reports[t.name] = info
-    return {"model": path.name, "report": f"{t.name}.json"}
+    _note_validation(ctx, info.get("validation"))
+    return {"model": path.name, "report": f"{t.name}.json", "validation": info.get("validation")}
 
 
 def _restore_technique(ctx: Context, t: Technique) -> None:

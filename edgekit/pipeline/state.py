@@ -68,20 +68,19 @@ def run_key(
     model_source: Any,
     train: data_lib.Dataset,
     test: data_lib.Dataset,
+    val: data_lib.Dataset | None = None,
 ) -> str:
     """What makes two runs the same run: a folder is resumed only under the same key."""
-    return sha256(
-        json.dumps(
-            {
-                "recipe": recipe.to_dict(),
-                "model": fingerprint_model(model_source),
-                "data": fingerprint_data(train),
-                "eval_data": fingerprint_data(test),
-                "edgekit": __version__,
-            },
-            sort_keys=True,
-        ).encode()
-    )
+    key = {
+        "recipe": recipe.to_dict(),
+        "model": fingerprint_model(model_source),
+        "data": fingerprint_data(train),
+        "eval_data": fingerprint_data(test),
+        "edgekit": __version__,
+    }
+    if val is not None:  # absent otherwise, so runs from before val_data keep their key
+        key["val_data"] = fingerprint_data(val)
+    return sha256(json.dumps(key, sort_keys=True).encode())
 
 
 class State:

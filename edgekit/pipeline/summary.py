@@ -84,6 +84,7 @@ def build(
         samples_us=latency_samples,
         model=result_file if conv else None,
     )
+    warnings = [*validation_warnings(reports), *warnings]
     return report.Summary(
         title=f"edgekit run: {recipe.name}",
         model_name=getattr(model, "name", "model"),
@@ -112,6 +113,25 @@ def build(
         notes=tuple(n for n in (ev.get("quant_error_note"),) if n),
         warnings=tuple(warnings),
     )
+
+
+def validation_warnings(reports: dict[str, Any]) -> list[str]:
+    """Each training stage's held-out accuracy drop past its limit, as a warning."""
+    out = []
+    for name, info in reports.items():
+        check = info.get("validation") if isinstance(info, dict) else None
+        if check and check.get("warning"):
+            out.append(f"{name} stage: {check['warning']}")
+    return out
+
+
+def failed_stages(summary: dict[str, Any]) -> list[str]:
+    """The training stages whose accuracy drop failed them (fail_on_accuracy_drop)."""
+    return [
+        name
+        for name, info in (summary.get("stages") or {}).items()
+        if isinstance(info, dict) and (info.get("validation") or {}).get("failed")
+    ]
 
 
 def metrics(summary: report.Summary) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import numpy as np
 from edgekit import config as config_lib
 from edgekit import errors
 from edgekit.optimize import fit as fit_lib
-from edgekit.optimize import keras3, reports, technique
+from edgekit.optimize import keras3, reports, technique, validation
 from edgekit.optimize import layers as layers_lib
 from edgekit.optimize import strategy as strategy_lib
 from edgekit.optimize.distill import inputs as inputs_lib
@@ -49,6 +49,10 @@ class DistillReport(reports.Report):
       bridge: None when teacher and student are tf_keras; else the Keras 3 bridge's
         figures: {"teacher": {"in": ..., "back": None}, "student": {"in": ...,
         "back": ...} or None (a width:F student with QAT stays tf_keras)}.
+      validation: the teacher's accuracy (before) and the returned student's (after)
+        on held-out data: val_data, or a split of `data` kept out of training (see
+        `FitConfig.val_split`); without labels, the student's top-1 agreement with
+        the teacher. See `validation.Validation`.
     """
 
     technique: str
@@ -71,6 +75,42 @@ class DistillReport(reports.Report):
     fit: fit_lib.FitReport
     qat_fit: fit_lib.FitReport | None = None
     bridge: dict[str, Any] | None = None
+    validation: dict[str, Any] | None = None
+
+
+# A student below this share of the teacher's parameters is named as a cause of a
+# drop; fewer epochs than SCRATCH_EPOCHS too (a student learns from scratch).
+SMALL_STUDENT = 0.5
+SCRATCH_EPOCHS = 20
+
+
+def diagnose(
+    fit: config_lib.FitConfig, *, param_ratio: float, prune: config_lib.PruneConfig | None
+) -> list[validation.Cause]:
+    """What in a distillation run explains the student's drop below the teacher."""
+    out = []
+    if param_ratio < SMALL_STUDENT:
+        out.append(
+            validation.Cause(
+                f"the student has {100 * param_ratio:.0f}% of the teacher's parameters",
+                "a wider student (--student=width:0.75)",
+            )
+        )
+    if fit.steps_per_epoch is None and fit.epochs < SCRATCH_EPOCHS:
+        out.append(
+            validation.Cause(
+                f"{fit.epochs} epoch(s) are few for a student to learn the teacher",
+                f"--epochs={max(SCRATCH_EPOCHS, 2 * fit.epochs)}",
+            )
+        )
+    if prune is not None and prune.target_sparsity > 0.75:
+        out.append(
+            validation.Cause(
+                f"pruning the student to {100 * prune.target_sparsity:.0f}% sparsity as well",
+                "a lower --prune target (e.g. 0.5)",
+            )
+        )
+    return out
 
 
 def _accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
@@ -106,7 +146,9 @@ def distill(
         marks one unlabelled sample among labelled ones.
       fit: epochs, batch size, learning rate, strategy, seed. A student trained from
         scratch needs a larger learning rate than the 1e-4 fine-tuning default.
-      val_data: labelled data the accuracies are measured on (else `data`'s labels).
+      val_data: labelled data the accuracies are measured on (else `data`'s labels),
+        and the held-out data of `validation` (else a split of `data`, see
+        `FitConfig.val_split`, kept out of training).
       prune: also prune the student while it learns (TF-MOT wrappers, stripped after).
       qat: then run quantization-aware training, still on the teacher's targets; the
         result converts to int8 (`preserve` becomes "sparsity" after pruning).
@@ -124,6 +166,8 @@ def distill(
       UserInputError: different output shapes, bad temperature/alpha (in
         `DistillConfig`), unknown or mismatched feature layers, data that does not
         fit, `baseline` or `val_data` without labels.
+      validation.AccuracyDropError: `fit.fail_on_accuracy_drop` and a drop past
+        `fit.max_accuracy_drop` (it holds the model and the report).
 
     Example:
         >>> student, report = distill(teacher, "width:0.5", DistillConfig(), (x, y),
@@ -184,6 +228,9 @@ def distill(
             )
         fit_lib.check_data_fits(student, vx, what="val_data")
         val = (vx, inputs_lib.class_ids(vy, num_classes, what="val_data"))
+    (x, y), holdout = validation.hold_out(
+        teacher, x, y, None, fit=fit, what="distillation", labelled_val=val, class_ids=True
+    )
     if baseline and y is None:
         raise errors.UserInputError(
             "baseline trains the student on labels alone, and the data has none. Pass "
@@ -198,6 +245,7 @@ def distill(
     # Every run takes its steps from the data it was given (before mixing), so the
     # labels-only baseline and the distilled student get the same budget.
     steps = fit_lib.plan_steps(len(x), fit)[0]
+    asked = fit  # what the user set, for the causes of a drop
     fit = dataclasses.replace(fit, steps_per_epoch=steps)
     qat_fit = dataclasses.replace(qat_fit, steps_per_epoch=fit_lib.plan_steps(len(x), qat_fit)[0])
     x_all, y_all = x, y
@@ -276,13 +324,22 @@ def distill(
         fit=fit_report,
         qat_fit=qat_fit_report,
     )
+    check = validation.judge(
+        holdout,
+        validation.score(holdout, distilled),
+        fit=fit,
+        causes=lambda: diagnose(asked, param_ratio=report.param_ratio, prune=prune),
+    )
+    report = validation.attach(report, check)
     back = None
     if student_bridge is not None and student_bridge.keras3 and qat is None:
         distilled, back = student_bridge.back(
             unsplit(distilled, student), sample=x[: technique.BRIDGE_SAMPLES]
         )
-    return distilled, dataclasses.replace(
-        report, bridge=_bridge_figures(teacher_bridge, student_bridge, back)
+    return validation.enforce(
+        fit,
+        distilled,
+        dataclasses.replace(report, bridge=_bridge_figures(teacher_bridge, student_bridge, back)),
     )
 
 
