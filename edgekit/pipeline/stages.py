@@ -19,14 +19,11 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from edgekit import _compat, benchmark, bundle, convert, evaluate, io, report
 from edgekit import config as config_lib
 from edgekit import data as data_lib
-from edgekit.lite import inspect as lite_inspect
 from edgekit.optimize import cluster, distill, keras3, prune, qat, technique, validation
-from edgekit.optimize import reports as optimize_report
+from edgekit.pipeline import sparsity as sparsity_lib
 from edgekit.pipeline import summary as summary_lib
 from edgekit.pipeline.state import State
 
@@ -330,9 +327,9 @@ def run_evaluate(ctx: Context) -> dict[str, Any]:
         ctx.model_path, ctx.test, config=ctx.recipe.evaluate, reference=ctx.current
     )
     info: dict[str, Any] = ev.to_dict()
-    info["sparsity_per_layer"] = _tflite_weight_sparsity(
+    info["sparsity_per_layer"] = sparsity_lib.tflite_weight_sparsity(
         ctx.model_path, ctx.current
-    ) or _keras_sparsity(ctx.current)
+    ) or sparsity_lib.keras_sparsity(ctx.current)
     if ctx.recipe.convert.mode.needs_calibration and io.is_tf_keras_model(ctx.current):
         ctx.progress.note("per-layer quantization error (TensorFlow's quantization debugger)")
         try:
@@ -360,65 +357,6 @@ def run_evaluate(ctx: Context) -> dict[str, Any]:
             f"top-1 agreement {100 * ev.parity.top1_agreement:.2f}%"
         )
     return info
-
-
-def _keras_sparsity(model: Any) -> list[dict[str, Any]]:
-    """Share of zeros per layer of the Keras model, when the .tflite has no weight ops."""
-    layers = optimize_report.measure_layers(model, ())
-    return [
-        {"layer": s.name, "type": s.type, "sparsity": s.sparsity, "num_weights": s.num_weights}
-        for s in layers
-    ]
-
-
-_WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "TRANSPOSE_CONV": 1}
-
-
-def _user_layer_name(parts: list[str], num_weights: int, model: Any) -> str:
-    """The layer a weight tensor named `scope/layer/...` belongs to, as the user named it.
-
-    Keras 3's export traces the model in a graph where every name scope was used once
-    already, so TensorFlow suffixes them all (`net` -> `net_1`, `conv2d` -> `conv2d_1`,
-    the user's own `conv2d_1` -> `conv2d_1_2`): undo that for a Keras 3 model.
-    """
-    (head, _, n), label = parts[0].rpartition("_"), parts[1]
-    base, _, suffix = label.rpartition("_")
-    if not (keras3.is_keras3(model) and head == model.name and n.isdigit() and suffix.isdigit()):
-        return label
-    sizes = {x.name: int(np.prod(x.weights[0].shape)) if x.weights else 0 for x in model.layers}
-    return base if sizes.get(base) in (0, num_weights) else label
-
-
-def _tflite_weight_sparsity(path: pathlib.Path, model: Any = None) -> list[dict[str, Any]]:
-    """Share of exact zeros in each conv/dense weight tensor of the converted file.
-
-    Read from the .tflite itself, so it is what ships, whatever the Keras model's
-    wrappers (QAT, pruning) looked like; `model` (the Keras model converted) gives a
-    Keras 3 model's layer names back.
-    """
-    model_report = lite_inspect.inspect_model(path).to_dict()
-    tensors = {(t["subgraph"], t["index"]): t for t in model_report["tensors"]}
-    rows = []
-    for op in model_report["ops"]:
-        slot = _WEIGHT_OPS.get(op["type"])
-        if slot is None or op["subgraph"] != 0 or len(op["inputs"]) <= slot:
-            continue
-        t = tensors.get((0, op["inputs"][slot]))
-        if not t or not t["constant"] or t.get("zero_fraction") is None:
-            continue
-        name = t["name"].split(";")[0]
-        parts = [p for p in name.split("/") if p]
-        num_weights = int(np.prod(t["shape"])) if t["shape"] else 0
-        layer = _user_layer_name(parts, num_weights, model) if len(parts) > 2 else name
-        rows.append(
-            {
-                "layer": layer,
-                "type": op["type"],
-                "sparsity": float(t["zero_fraction"]),
-                "num_weights": num_weights,
-            }
-        )
-    return rows
 
 
 def run_benchmark(ctx: Context) -> dict[str, Any]:
