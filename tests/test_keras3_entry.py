@@ -113,7 +113,16 @@ def test_cli_prunes_a_keras3_file_to_80_percent_and_gives_keras3_back(keras, dat
     assert abs(sparsity - 0.8) <= 0.01
 
 
-def test_cluster_returns_keras3_with_at_most_n_values_per_kernel(keras, data):
+_LOAD_FRESH_CLUSTERS = """
+import sys, numpy as np, keras
+m = keras.saving.load_model(sys.argv[1])
+np.save(sys.argv[3], np.asarray(m.predict(np.load(sys.argv[2]), verbose=0)))
+values = {l.name: len(np.unique(l.kernel.numpy())) for l in m.layers if hasattr(l, "kernel")}
+print(type(m).__module__, "edgekit" in sys.modules, values)
+"""
+
+
+def test_cluster_returns_keras3_with_at_most_n_values_per_kernel(keras, data, tmp_path):
     from edgekit.optimize import cluster
 
     x, y = data
@@ -129,6 +138,28 @@ def test_cluster_returns_keras3_with_at_most_n_values_per_kernel(keras, data):
     # The caller's model is untouched.
     for a, b in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, np.asarray(b))
+
+    # Saved, it loads in a fresh process with plain Keras (no edgekit, no custom
+    # objects), keeps its clusters and computes what the clustered model computes.
+    mine.save(tmp_path / "clustered.keras")
+    np.save(tmp_path / "x.npy", x[:16])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_FRESH_CLUSTERS, str(tmp_path / "clustered.keras")]
+        + [str(tmp_path / "x.npy"), str(tmp_path / "y")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    module, imported_edgekit, values = done.stdout.strip().splitlines()[-1].split(" ", 2)
+    assert module.startswith("keras.") and imported_edgekit == "False"
+    values = eval(values)  # noqa: S307 - a dict literal printed by the child above
+    for name in clustered:
+        assert values[name] <= 8, (name, values)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.asarray(mine(x[:16])), atol=TOL)
 
 
 def test_qat_of_a_keras3_model_converts_to_int8_with_trained_ranges(keras, data):
