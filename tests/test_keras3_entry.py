@@ -210,6 +210,25 @@ def test_distill_keras3_student_with_qat_stays_tf_keras(keras, data):
     assert report.bridge["student"]["back"] is None
 
 
+def test_distill_a_keras3_teacher_into_a_half_width_student_with_qat_to_int8(keras, data):
+    from edgekit import convert, runtime
+    from edgekit.optimize import distill
+
+    x, y = data
+    student, report = distill.distill(
+        _model(keras), "width:0.5", config.DistillConfig(), (x, y), fit=FIT, qat=config.QATConfig()
+    )
+    assert not bridge.is_keras3(student)  # the QAT student: its deliverable is the int8 file
+    assert report.student_params < report.teacher_params
+    assert _equivalence_ok(report.bridge["teacher"]["in"])
+    result = convert.convert(student, config.ConvertConfig(mode="int8"), calibration_data=x)
+    assert result.converter_settings["ranges"].startswith("from quantization-aware training")
+    # The int8 file scores the data as the QAT student does (64 samples: within 3).
+    lite = runtime.LiteModel(result.tflite_bytes)
+    agree = np.mean(lite.predict(x).argmax(-1) == student.predict(x, verbose=0).argmax(-1))
+    assert agree >= 61 / 64, agree
+
+
 @pytest.mark.slow
 def test_pipeline_prune50_int8_on_a_keras3_model(keras, data, tmp_path):
     import edgekit
