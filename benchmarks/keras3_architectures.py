@@ -28,7 +28,11 @@ Measured (2 shared cores, load 8-12, defaults: `--epochs=3 --prune_steps=45 --qa
     python benchmarks/keras3_architectures.py \\
         --models=MobileNetV2,MobileNetV3Small,EfficientNetB0,ResNet50
 
-TABLE_PLACEHOLDER
+| model | float acc | pruned acc | QAT acc | int8 acc | int8-float (pts) | cos int8 vs QAT (batch/min) | sparsity before→after QAT | quantized/float layers | int8 KB | bridge max abs in/back | s |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| MobileNetV3Small | 93.87% | 93.31% | 95.54% | 95.54% | +1.67 | 0.9989/0.9913 | 0.477→0.477 | 239/0 | 1820 | 0.0e+00/0.0e+00 | 1047.2 |
+
+Not measured yet (the run did not finish before this commit): MobileNetV2, EfficientNetB0, ResNet50.
 """
 
 from __future__ import annotations
