@@ -10,10 +10,10 @@ model's (359 images: one image is 0.28 points). int8 may land above float (the
 fine-tuning keeps training a briefly trained net), so the test bounds the loss only.
 
 Cost: the trained nets are cached under EDGEKIT_CACHE (fresh per test session), so
-each test trains its net (3 epochs), then 45 pruning and 30 QAT steps and one
-conversion. On the 2 shared cores at load 8-12 the benchmark's rows took 1,047 s
-(MobileNetV3Small) plus 64 s of training from the cache; on a quiet machine expect
-several times less, but well above a minute each.
+each test trains its net (3 epochs: about 1 min for MobileNetV3Small at load ~1, 572 s
+for EfficientNetB0 at load ~10), then runs 45 pruning and 30 QAT steps and one
+conversion (1,047 s for MobileNetV3Small's row at load 8-12 on the 2 shared cores).
+Well above a minute each; marked slow.
 """
 
 from __future__ import annotations
