@@ -19,8 +19,21 @@ Recovered = (distilled - labels) / (teacher - labels).
 Then one distill + QAT run (seed 0, the mixed setting) is converted to a full int8
 `.tflite` and compared with its float student before QAT.
 
+With `--keras=3` the teacher is the same trained example as a Keras 3 model (translated
+by the checked bridge, `edgekit.optimize.keras3.to_keras3`), so every run goes through
+distill's Keras 3 entry: the `width:W` student is built from the Keras 3 teacher and the
+distilled student comes back as Keras 3 (the QAT student stays tf_keras; its
+deliverable is the int8 file). Measured (2 shared cores, load ~10, about 5 min a seed):
+
+    python benchmarks/distill_gap.py --keras=3 --width=0.5 --seeds=0,1,2
+
+labels 86.35 ± 2.79%, distilled 88.86 ± 3.49%, distilled+mixed 92.66 ± 1.85% (0.50 ±
+0.08 of the gap recovered), distilled+transfer 97.86 ± 0.58%; student 0.276 of the
+teacher's params; distill + QAT -> int8 93.59% vs float student 93.59% (+0.00). The
+per-seed table is in docs/commands.md.
+
     python benchmarks/distill_gap.py [--seeds=0,1,2] [--labels=200] [--epochs=60] \
-        [--width=0.45] [--json=out.json]
+        [--width=0.45] [--keras=tf_keras|3] [--json=out.json]
 """
 
 from __future__ import annotations
@@ -50,6 +63,9 @@ _GAP = flags.DEFINE_bool("gap", True, "Run the labels / distilled / transfer com
 _QAT = flags.DEFINE_bool("qat", True, "Also run distill + QAT -> int8 .tflite (seed 0).")
 _QAT_LR = flags.DEFINE_float("qat_learning_rate", 1e-4, "Learning rate of the QAT run.")
 _JSON = flags.DEFINE_string("json", None, "Write the results as JSON here.")
+_KERAS = flags.DEFINE_enum(
+    "keras", "tf_keras", ["tf_keras", "3"], "The teacher's Keras: tf_keras, or Keras 3."
+)
 
 
 def _draw(y: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -75,6 +91,11 @@ def main(argv: Sequence[str]) -> None:
     del argv
     (x_train, y_train), (x_test, y_test) = datasets.load_digits()
     teacher, info = datasets.example_model()
+    if _KERAS.value == "3":
+        from edgekit.optimize import keras3
+
+        teacher, back = keras3.to_keras3(teacher, sample=x_train[:32])
+        print(f"Keras 3 teacher: {keras3.describe({'teacher': back.to_dict()})}", flush=True)
     cfg = config.DistillConfig(temperature=_TEMPERATURE.value, alpha=_ALPHA.value)
     mixed_cfg = config.DistillConfig(
         temperature=_TEMPERATURE.value, alpha=_ALPHA.value, mixed_inputs=_MIXED.value
@@ -83,7 +104,7 @@ def main(argv: Sequence[str]) -> None:
     steps = math.ceil(_LABELS.value / batch)
     student_spec = f"width:{_WIDTH.value:g}"
     rows, runs = [], []
-    results: dict = {"labels": _LABELS.value, "config": cfg.to_dict()}
+    results: dict = {"labels": _LABELS.value, "config": cfg.to_dict(), "keras": _KERAS.value}
     for seed in (int(s) for s in _SEEDS.value) if _GAP.value else ():
         idx = _draw(y_train, _LABELS.value, seed)
         fit = config.FitConfig(

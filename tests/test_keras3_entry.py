@@ -113,7 +113,16 @@ def test_cli_prunes_a_keras3_file_to_80_percent_and_gives_keras3_back(keras, dat
     assert abs(sparsity - 0.8) <= 0.01
 
 
-def test_cluster_returns_keras3_with_at_most_n_values_per_kernel(keras, data):
+_LOAD_FRESH_CLUSTERS = """
+import sys, numpy as np, keras
+m = keras.saving.load_model(sys.argv[1])
+np.save(sys.argv[3], np.asarray(m.predict(np.load(sys.argv[2]), verbose=0)))
+values = {l.name: len(np.unique(l.kernel.numpy())) for l in m.layers if hasattr(l, "kernel")}
+print(type(m).__module__, "edgekit" in sys.modules, values)
+"""
+
+
+def test_cluster_returns_keras3_with_at_most_n_values_per_kernel(keras, data, tmp_path):
     from edgekit.optimize import cluster
 
     x, y = data
@@ -129,6 +138,28 @@ def test_cluster_returns_keras3_with_at_most_n_values_per_kernel(keras, data):
     # The caller's model is untouched.
     for a, b in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, np.asarray(b))
+
+    # Saved, it loads in a fresh process with plain Keras (no edgekit, no custom
+    # objects), keeps its clusters and computes what the clustered model computes.
+    mine.save(tmp_path / "clustered.keras")
+    np.save(tmp_path / "x.npy", x[:16])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_FRESH_CLUSTERS, str(tmp_path / "clustered.keras")]
+        + [str(tmp_path / "x.npy"), str(tmp_path / "y")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    module, imported_edgekit, values = done.stdout.strip().splitlines()[-1].split(" ", 2)
+    assert module.startswith("keras.") and imported_edgekit == "False"
+    values = eval(values)  # noqa: S307 - a dict literal printed by the child above
+    for name in clustered:
+        assert values[name] <= 8, (name, values)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.asarray(mine(x[:16])), atol=TOL)
 
 
 def test_qat_of_a_keras3_model_converts_to_int8_with_trained_ranges(keras, data):
@@ -177,6 +208,25 @@ def test_distill_keras3_student_with_qat_stays_tf_keras(keras, data):
     assert not bridge.is_keras3(student)
     assert _equivalence_ok(report.bridge["student"]["in"])
     assert report.bridge["student"]["back"] is None
+
+
+def test_distill_a_keras3_teacher_into_a_half_width_student_with_qat_to_int8(keras, data):
+    from edgekit import convert, runtime
+    from edgekit.optimize import distill
+
+    x, y = data
+    student, report = distill.distill(
+        _model(keras), "width:0.5", config.DistillConfig(), (x, y), fit=FIT, qat=config.QATConfig()
+    )
+    assert not bridge.is_keras3(student)  # the QAT student: its deliverable is the int8 file
+    assert report.student_params < report.teacher_params
+    assert _equivalence_ok(report.bridge["teacher"]["in"])
+    result = convert.convert(student, config.ConvertConfig(mode="int8"), calibration_data=x)
+    assert result.converter_settings["ranges"].startswith("from quantization-aware training")
+    # The int8 file scores the data as the QAT student does (64 samples: within 3).
+    lite = runtime.LiteModel(result.tflite_bytes)
+    agree = np.mean(lite.predict(x).argmax(-1) == student.predict(x, verbose=0).argmax(-1))
+    assert agree >= 61 / 64, agree
 
 
 @pytest.mark.slow

@@ -10,7 +10,9 @@ becoming the `keras.ops` call of the same TensorFlow function.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -47,6 +49,31 @@ def iter_layers(model: Any, *, keras: Any) -> list[Any]:
 
     walk(model)
     return out
+
+
+@contextlib.contextmanager
+def unfused_batch_norms(model: Any) -> Iterator[None]:
+    """Runs `model`'s tf_keras batch norms unfused (as Keras 3 runs them) inside the block.
+
+    tf_keras leaves `fused` out of a layer's config, so every clone TF-MOT or edgekit
+    makes of the bridge's unfused batch norms (wrapping, stripping) runs the fused
+    kernel again, which orders the float32 arithmetic differently: on a trained net's
+    logits of order 20 the same weights then differ by about 2e-5. The Keras 3 result
+    always runs unfused; so the way back compares it with the same weights computed
+    the same way, and leaves the tf_keras model as it was after.
+    """
+    norms = [
+        layer
+        for layer in iter_layers(model, keras=_compat.tf_keras())
+        if type(layer).__name__ == "BatchNormalization" and getattr(layer, "fused", False)
+    ]
+    for layer in norms:
+        layer.fused = False
+    try:
+        yield
+    finally:
+        for layer in norms:
+            layer.fused = True
 
 
 def from_like(model: Any, like: Any) -> Any:
