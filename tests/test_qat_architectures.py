@@ -49,10 +49,7 @@ def test_qat_converts_to_int8_that_agrees(name):
     assert row["cos"] >= 0.98, row
 
 
-@pytest.mark.slow
-def test_prune_then_qat_keeps_zeros_and_converts():
-    name = "MobileNetV3Small"
-    row = bench.run_one(name, variant="prune_qat", steps=2, model=_trained(name))
-    assert row["sparsity_before"] >= 0.45
-    assert abs(row["sparsity_after"] - row["sparsity_before"]) <= 0.01, row
-    assert row["cos"] >= 0.98, row
+# Prune -> sparsity-preserving QAT -> int8 on MobileNetV3Small is held to the same bars in
+# tests/test_keras3_architectures.py: a Keras 3 net goes through the same tf_keras QAT
+# after the bridge, so running the tf_keras one here too (3 min) would test nothing more
+# (`benchmarks/qat_architectures.py --variants=prune_qat` still measures it).
