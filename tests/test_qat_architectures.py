@@ -39,8 +39,12 @@ def test_plain_tfmot_refuses(name):
         tfmot.quantization.keras.quantize_model(bench.build(name, weights="random"))
 
 
+# EfficientNetB0's QAT (its squeeze-excite multiplies and swish activations through the
+# same rewrite) is held to these bars in tests/test_keras3_architectures.py, with the
+# zeros kept too; running it here as well would cost CI 3 more minutes and test no more
+# code (`benchmarks/qat_architectures.py --models=EfficientNetB0` still measures it).
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["MobileNetV3Small", "EfficientNetB0"])
+@pytest.mark.parametrize("name", ["MobileNetV3Small"])
 def test_qat_converts_to_int8_that_agrees(name):
     row = bench.run_one(name, steps=2, model=_trained(name))
     assert row["float_digits_accuracy"] >= 0.5, row  # the weights did learn something
