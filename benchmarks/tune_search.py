@@ -53,7 +53,8 @@ import edgekit
 from edgekit import benchmark, convert, datasets, evaluate, recipes
 from edgekit.config import BenchmarkConfig, EvaluateConfig
 
-_MODEL = flags.DEFINE_enum("model", "example", ["example", "mobilenet_v2"], "Model to tune.")
+NETS = {"mobilenet_v2": "MobileNetV2", "mobilenet_v3_small": "MobileNetV3Small"}
+_MODEL = flags.DEFINE_enum("model", "example", ["example", *NETS], "Model to tune.")
 _RUNS = flags.DEFINE_integer("num_runs", 300, "Runs per file in the re-benchmark.", lower_bound=2)
 _DROP = flags.DEFINE_float("max_accuracy_drop", 1.0, "Accuracy limit, points.", lower_bound=0)
 _OUT = flags.DEFINE_string("out", "/tmp/tune_bench", "Where the searches go.")
@@ -74,10 +75,8 @@ def _inputs():
     sys.path.insert(0, os.path.dirname(__file__))
     import _digits_nets
 
-    from edgekit import io
-
-    paths = _digits_nets.trained("MobileNetV2")
-    return io.load_model(paths["keras"]), *_digits_nets.digits32()
+    paths = _digits_nets.trained(NETS[_MODEL.value])
+    return _digits_nets.load_keras(paths["keras"]), *_digits_nets.digits32()
 
 
 def main(argv):
