@@ -65,6 +65,38 @@ than during the search: every p50 about 2x, float32 included):
 - against the best built-in recipe (ptq_dynamic, the fastest meeting the limit): latency
   0.972 (a tie inside the 8.6% band), size 0.999 (2.5 KB smaller: batch fixed at 1),
   accuracy +0.00 points: loses on none, wins on size only by the batch-1 margin.
+
+MobileNetV2, same VM and day (load 2-4), `nice -n 5 python benchmarks/tune_search.py
+--model=mobilenet_v2 --out=/tmp/tune_bench_w2`: 16 post-training candidates measured in
+about 6.5 minutes (9 for the whole script), noise band 2.5%; re-benchmark as above:
+
+    file                      accuracy       KB   p50 us
+    int8_per_tensor             87.47%   2257.2    373.9
+    int8_per_channel (chosen)   88.30%   2656.2    369.9
+    int8_float_fallback         88.30%   2656.2    368.9
+    dynamic                     88.30%   2457.7    594.2
+    lq_dynamic_wi8_afp32        88.02%   2452.5    695.3
+    lq_dynamic_wi4_afp32        87.19%   1512.5   1029.3
+    ptq_dynamic                 88.30%   2459.3    573.3
+    builtin ptq_int8            87.47%   2258.7    355.3
+    builtin ptq_dynamic         88.30%   2459.3    588.5
+    builtin ptq_float16         88.02%   4390.7    952.4
+    builtin ptq_int16x8         88.30%   2860.2   5787.4
+    float32                     88.02%            1001.4
+
+- latency objective: int8_per_channel, 1.003x the fastest front candidate meeting the
+  limit (int8_float_fallback): holds;
+- size objective: lq_dynamic_wi4_afp32 (1512.5 KB, -0.84 pt), the smallest within 1
+  point: holds;
+- against the best built-in recipe (ptq_int8): latency 1.041, size 1.176, accuracy +0.84
+  points. DOES NOT HOLD: it loses on size. Cause: the three int8 files tied on latency in
+  the search (within its 2.5% band), so accuracy decided (latency -> accuracy -> size) and
+  per-channel weights are 0.84 points more accurate but 399 KB larger. The search measured
+  its own ptq_int8 candidate 10% slower than the per-tensor file (0.474 vs 0.432 of
+  float32), outside the band, so it never entered that tie; in the re-benchmark it is the
+  fastest file, and int8_per_tensor, the same graph with batch 1, runs 5% slower than it:
+  a single trial's spread on this loaded machine is wider than the 2.5% band the search
+  measured. The 1.041 latency ratio is inside that 5% spread.
 """
 
 from __future__ import annotations
