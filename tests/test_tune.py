@@ -193,6 +193,46 @@ def test_budget_is_kept_and_a_slow_training_tier_is_skipped(inputs, tmp_path):
     assert skipped[0]["state"] == "pruned"
 
 
+@pytest.mark.slow
+def test_training_tier_entered_when_post_training_misses_a_limit(tmp_path):
+    """No post-training file fits --max_size_kb, the distilled student does: the search
+    measures the training tier, records it, chooses it, and its recipe replays."""
+    from edgekit import io
+
+    # 16x16 inputs: the dense layer dominates the file, so the half-width student is
+    # ~3 KB smaller than the int8 teacher, far more than any converter's metadata drift.
+    io.save_model(make_tiny_model(input_shape=(16, 16, 1)), tmp_path / "model.keras")
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 64), ("test", 48)):
+        x = rng.random((n, 16, 16, 1), dtype=np.float32)
+        np.savez(tmp_path / f"{name}.npz", x=x, y=rng.integers(0, 4, n))
+    inputs = {k: str(tmp_path / f"{k}.{'keras' if k == 'model' else 'npz'}")
+              for k in ("model", "train", "test")}  # fmt: skip
+    out = tmp_path / "out"
+    result = _tune(inputs, out, max_accuracy_drop=None, max_size_kb=7.0, train_epochs=1,
+                   candidates=["int8_per_tensor", "distill_width0.5_int8"])  # fmt: skip
+    records = {r["candidate"]: r for r in _records(out)}
+    ptq, student = records["int8_per_tensor"], records["distill_width0.5_int8"]
+    assert ptq["state"] == "complete" and ptq["tier"] == "ptq_converter"
+    assert not ptq["constraints"]["max_size_kb"]["met"]  # the cheap tier cannot meet it
+    assert student["state"] == "complete" and student["tier"] == "distill"
+    assert student["number"] > ptq["number"]  # entered after the cheaper tier
+    m = student["measurements"]
+    assert m["latency_us"]["p50"] > 0 and m["accuracy"] is not None
+    assert m["size_bytes"] <= 7.0 * 1024 and student["constraints"]["max_size_kb"]["met"]
+    assert result.met and result.summary["candidate"] == "distill_width0.5_int8"
+    best = (out / "best.tflite").read_bytes()
+    assert len(best) == m["size_bytes"] == result.summary["size_bytes"]
+    recipe = json.loads((out / "best_recipe.json").read_text())
+    assert recipe["distill"] is not None and recipe["fit"]["epochs"] == 1
+    # Training is seeded: `edgekit-optimize --recipe=DIR/best_recipe.json` rebuilds the bytes.
+    replay = edgekit.run(
+        str(out / "best_recipe.json"), model=inputs["model"], data=inputs["train"],
+        eval_data=inputs["test"], output_dir=tmp_path / "replay", progress=lambda s: None,
+    )  # fmt: skip
+    assert (pathlib.Path(replay.output_dir) / "model.tflite").read_bytes() == best
+
+
 _KILLED_RUN = """
 import os, signal, sys
 import edgekit
