@@ -53,6 +53,27 @@ def _equivalence_ok(entry):
     return eq["max_abs_error"] <= TOL and eq["cosine"] >= 1 - 1e-6 and eq["samples"] == 32
 
 
+def _load_fresh(script, saved, x, tmp_path):
+    """Runs `script` on tmp_path/saved in a fresh process without edgekit on its path.
+
+    The script gets the model, 16 inputs (x.npy) and where to save its outputs (y.npy),
+    and prints `module imported_edgekit details` last; returns those three words.
+    """
+    np.save(tmp_path / "x.npy", x[:16])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / saved)]
+        + [str(tmp_path / "x.npy"), str(tmp_path / "y")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1].split(" ", 2)
+
+
 # The child loads with plain Keras: no edgekit import, no custom objects.
 _LOAD_FRESH = """
 import sys, numpy as np, keras
@@ -87,19 +108,7 @@ def test_cli_prunes_a_keras3_file_to_80_percent_and_gives_keras3_back(keras, dat
     # the user's training inputs.
     assert _equivalence_ok(report["bridge"]["in"]) and _equivalence_ok(report["bridge"]["back"])
 
-    np.save(tmp_path / "x.npy", x[:16])
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "-c", _LOAD_FRESH, str(tmp_path / "pruned.keras")]
-        + [str(tmp_path / "x.npy"), str(tmp_path / "y")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    module, imported_edgekit, zeros = done.stdout.strip().splitlines()[-1].split(" ", 2)
+    module, imported_edgekit, zeros = _load_fresh(_LOAD_FRESH, "pruned.keras", x, tmp_path)
     assert module.startswith("keras.") and imported_edgekit == "False"
     zeros = eval(zeros)  # noqa: S307 - a dict literal printed by the child above
     mine = keras.saving.load_model(tmp_path / "pruned.keras")
@@ -142,19 +151,9 @@ def test_cluster_returns_keras3_with_at_most_n_values_per_kernel(keras, data, tm
     # Saved, it loads in a fresh process with plain Keras (no edgekit, no custom
     # objects), keeps its clusters and computes what the clustered model computes.
     mine.save(tmp_path / "clustered.keras")
-    np.save(tmp_path / "x.npy", x[:16])
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "-c", _LOAD_FRESH_CLUSTERS, str(tmp_path / "clustered.keras")]
-        + [str(tmp_path / "x.npy"), str(tmp_path / "y")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        cwd=tmp_path,
+    module, imported_edgekit, values = _load_fresh(
+        _LOAD_FRESH_CLUSTERS, "clustered.keras", x, tmp_path
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    module, imported_edgekit, values = done.stdout.strip().splitlines()[-1].split(" ", 2)
     assert module.startswith("keras.") and imported_edgekit == "False"
     values = eval(values)  # noqa: S307 - a dict literal printed by the child above
     for name in clustered:
