@@ -189,6 +189,7 @@ REQUIRED = {
     "edgekit-distill": "--teacher, --data and --output are required.",
     "edgekit-optimize": "--output_dir is required.",
     "edgekit-check": "--model is required.",
+    "edgekit-tune": "--model, --data and --output_dir are required.",
 }
 SCRIPTS = _surface.console_scripts()
 
