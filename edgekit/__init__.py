@@ -10,7 +10,7 @@ TensorFlow:
     edgekit.LiteModel(tflite).predict(x)
 
 Modules: config, recipes, io, data, datasets, optimize, convert, lite, runtime,
-evaluate, benchmark, report, bundle, serve, pipeline, check, tune
+evaluate, benchmark, report, bundle, serve, pipeline, check, tuning
 (`edgekit.tune(model, data=..., output_dir=...)` searches recipes for a target). The layout and
 its layers: docs/architecture.md.
 """
@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 # name -> (module, attribute or None for the module itself)
 _LAZY = {
     "run": ("edgekit.pipeline", "run"),
+    "tune": ("edgekit.tuning.search", "tune"),
     "LiteModel": ("edgekit.runtime", "LiteModel"),
     "resolve_recipe": ("edgekit.recipes", "resolve_recipe"),
     "load_model": ("edgekit.io", "load_model"),
@@ -50,7 +51,7 @@ _MODULES = (
     "pipeline",
     "check",
     "serve",
-    "tune",
+    "tuning",
     "errors",
 )
 

@@ -176,7 +176,7 @@ def test_ssh_target_failing_mid_search_fails_that_trial_only(inputs, tmp_path, m
 
 
 def test_budget_is_kept_and_a_slow_training_tier_is_skipped(inputs, tmp_path, monkeypatch):
-    from edgekit.tune import worker
+    from edgekit.tuning import worker
 
     # A slow training tier: an epoch measured at 10 minutes. (On the tiny model a real
     # epoch takes about a second, so whether it fits 18 s would depend on the machine.)
@@ -237,7 +237,7 @@ _KILLED_RUN = """
 import os, signal, sys
 import edgekit
 from edgekit import config
-from edgekit.tune import trial
+from edgekit.tuning import trial
 real = trial.measure
 def measure(ctx, cand, blob):
     if cand.id == sys.argv[2] and os.environ.get("KILL") == "1":

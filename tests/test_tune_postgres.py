@@ -23,7 +23,7 @@ URL = os.environ.get(
 # then joins the study.
 _WORKER = """
 import pathlib, sys, time
-import edgekit, edgekit.tune.search, tensorflow
+import edgekit, edgekit.tuning.search, tensorflow
 from edgekit import config
 ready = pathlib.Path(sys.argv[2])
 ready.joinpath(sys.argv[3]).touch()
@@ -49,7 +49,7 @@ def postgres():
         pytest.skip(message)
     import optuna
 
-    from edgekit.tune import study
+    from edgekit.tuning import study
 
     storage = optuna.storages.RDBStorage(study.engine_url(URL))
     for s in optuna.get_all_study_summaries(storage):  # a fresh study every run

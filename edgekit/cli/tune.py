@@ -72,9 +72,11 @@ _JSON = flags.DEFINE_string("json", None, "Also write summary.json's content to 
 
 def main(argv: Sequence[str]) -> None:
     del argv
-    import edgekit.tune  # here, not at the top: --help stays instant (no Optuna, no TF)
+    from edgekit.tuning import (
+        search,
+    )  # here, not at the top: --help stays instant (no Optuna, no TF)
 
-    result = edgekit.tune.tune(
+    result = search.tune(
         _MODEL.value,
         data=_DATA.value,
         eval_data=_EVAL_DATA.value,

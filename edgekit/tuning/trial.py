@@ -23,7 +23,7 @@ from edgekit import config as config_lib
 from edgekit import data as data_lib
 from edgekit.convert import converter
 from edgekit.convert import result as result_lib
-from edgekit.tune import space as space_lib
+from edgekit.tuning import space as space_lib
 
 
 class TrialFailed(Exception):

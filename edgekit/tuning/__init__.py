@@ -1,4 +1,4 @@
-"""Search recipes for the best `.tflite` for a target, measuring every candidate.
+"""`edgekit.tune`: search recipes for the best `.tflite` for a target, measuring every candidate.
 
     >>> result = edgekit.tune("model.keras", data="train.npz", eval_data="test.npz",
     ...                       output_dir="search", max_accuracy_drop=1.0)
@@ -17,30 +17,18 @@ The package, from the top down:
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 _LAZY = {
-    "tune": ("edgekit.tune.search", "tune"),
-    "TuneResult": ("edgekit.tune.search", "TuneResult"),
+    "tune": ("edgekit.tuning.search", "tune"),
+    "TuneResult": ("edgekit.tuning.search", "TuneResult"),
 }
-
-
-class _CallableModule(types.ModuleType):
-    """`edgekit.tune(...)` calls `edgekit.tune.tune(...)`: the package is the verb too."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return importlib.import_module("edgekit.tune.search").tune(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
-        raise AttributeError(f"module 'edgekit.tune' has no attribute {name!r}")
+        raise AttributeError(f"module 'edgekit.tuning' has no attribute {name!r}")
     module, attr = _LAZY[name]
     return getattr(importlib.import_module(module), attr)

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.tune import front as front_lib
-from edgekit.tune import outputs as outputs_lib
-from edgekit.tune import space as space_lib
-from edgekit.tune import study as study_lib
-from edgekit.tune import trial as trial_lib
+from edgekit.tuning import front as front_lib
+from edgekit.tuning import outputs as outputs_lib
+from edgekit.tuning import space as space_lib
+from edgekit.tuning import study as study_lib
+from edgekit.tuning import trial as trial_lib
 
 
 class Worker:

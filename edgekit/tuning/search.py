@@ -16,12 +16,12 @@ import numpy as np
 from edgekit import __version__, convert, errors, evaluate, io
 from edgekit import config as config_lib
 from edgekit import data as data_lib
-from edgekit.tune import front as front_lib
-from edgekit.tune import outputs as outputs_lib
-from edgekit.tune import space as space_lib
-from edgekit.tune import study as study_lib
-from edgekit.tune import trial as trial_lib
-from edgekit.tune import worker as worker_lib
+from edgekit.tuning import front as front_lib
+from edgekit.tuning import outputs as outputs_lib
+from edgekit.tuning import space as space_lib
+from edgekit.tuning import study as study_lib
+from edgekit.tuning import trial as trial_lib
+from edgekit.tuning import worker as worker_lib
 
 OBJECTIVES = ("latency", "size", "accuracy")
 # What the search's own benchmark runs by default: enough for a stable p50 on

@@ -16,10 +16,10 @@ from typing import Any
 
 from edgekit import io
 from edgekit.report import plots
-from edgekit.tune import front as front_lib
-from edgekit.tune import space as space_lib
-from edgekit.tune import study as study_lib
-from edgekit.tune import trial as trial_lib
+from edgekit.tuning import front as front_lib
+from edgekit.tuning import space as space_lib
+from edgekit.tuning import study as study_lib
+from edgekit.tuning import trial as trial_lib
 
 
 def row(t: Any, limits: front_lib.Limits) -> dict[str, Any]:
