@@ -107,6 +107,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import statistics
 import sys
 
 from absl import app, flags
@@ -114,12 +115,14 @@ from absl import app, flags
 import edgekit
 from edgekit import benchmark, convert, datasets, errors, evaluate, recipes
 from edgekit.config import BenchmarkConfig, EvaluateConfig
+from edgekit.lite import digest
 
 NETS = {"mobilenet_v2": "MobileNetV2", "mobilenet_v3_small": "MobileNetV3Small"}
 _MODEL = flags.DEFINE_enum("model", "example", ["example", *NETS], "Model to tune.")
 _RUNS = flags.DEFINE_integer("num_runs", 300, "Runs per file in the re-benchmark.", lower_bound=2)
 _DROP = flags.DEFINE_float("max_accuracy_drop", 1.0, "Accuracy limit, points.", lower_bound=0)
 _OUT = flags.DEFINE_string("out", "/tmp/tune_bench", "Where the searches go.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved re-benchmark rounds.", lower_bound=1)
 
 PTQ = [
     "int8_per_tensor", "int8_per_channel", "dynamic", "float16", "float32",
@@ -180,8 +183,28 @@ def main(argv):
     names = [*files, *(f"builtin:{n}" for n in built)]
     paths = [*files.values(), *(b["path"] for b in built.values())]
     cfg = BenchmarkConfig(num_runs=_RUNS.value, min_secs=2.0, max_secs=60.0, num_threads=1)
-    res = benchmark.compare([out / "baseline_float32.tflite", *paths], cfg)
-    p50 = {n: r.latency_us["p50"] for n, r in zip(["float32", *names], res.rows, strict=True)}
+    # Several interleaved rounds; per round each file's p50 over float32's (the machine's
+    # drift between rounds cancels), the median ratio over rounds, times float32's median.
+    ratios: dict[str, list[float]] = {n: [] for n in names}
+    base_p50 = []
+    for _ in range(_ROUNDS.value):
+        res = benchmark.compare([out / "baseline_float32.tflite", *paths], cfg)
+        base = res.rows[0].latency_us["p50"]
+        base_p50.append(base)
+        for n, r in zip(names, res.rows[1:], strict=True):
+            ratios[n].append(r.latency_us["p50"] / base)
+    p50 = {n: statistics.median(v) * statistics.median(base_p50) for n, v in ratios.items()}
+    p50["float32"] = statistics.median(base_p50)
+    # The re-benchmark's own noise: files that compute the same (graph_sha256) differ by this.
+    graph = {
+        n: digest.graph_sha256(pathlib.Path(q).read_bytes())
+        for n, q in zip(names, paths, strict=True)
+    }
+    groups: dict[str, list[float]] = {}
+    for n in names:
+        groups.setdefault(graph[n], []).append(p50[n])
+    same = [(max(v) - min(v)) / min(v) for v in groups.values() if len(v) > 1]
+    band = max([fast["noise_band"], *same])
     acc = {
         t["candidate"]: t["measurements"]["accuracy"] for t in trials if t["state"] == "complete"
     }
@@ -199,6 +222,8 @@ def main(argv):
         s = size.get(n) if not n.startswith("builtin:") else built[n[8:]]["size_bytes"]
         print(f"{n:34} {100 * a:8.2f}% {s / 1024:8.1f} {p50[n]:9.1f}")
     print(f"{'float32 (baseline)':34} {100 * base_acc:8.2f}% {'':8} {p50['float32']:9.1f}")
+    print(f"same-computation files differ by {', '.join(f'{100 * x:.1f}%' for x in same) or '-'} "
+          f"in the re-benchmark ({_ROUNDS.value} rounds); band used below {100 * band:.1f}%")  # fmt: skip
     chosen = fast["candidate"]
     print(f"latency objective chose {chosen}: p50 {p50[chosen]:.1f} us vs fastest front candidate "
           f"meeting the limit {fastest} {p50[fastest]:.1f} us: ratio {p50[chosen] / p50[fastest]:.3f} "
@@ -213,10 +238,23 @@ def main(argv):
         best = min(ok_built, key=lambda n: p50[f"builtin:{n}"])
         b = built[best]
         lat = p50[chosen] / p50[f"builtin:{best}"]
+        verdict = {
+            "latency": "tie" if abs(lat - 1) <= band else ("better" if lat < 1 else "worse"),
+            "size": _sign(b["size_bytes"] - size[chosen]),
+            "accuracy": _sign(acc[chosen] - b["accuracy"]),
+        }
         print(f"best built-in recipe {best}: p50 {p50[f'builtin:{best}']:.1f} us, "
               f"{b['size_bytes'] / 1024:.1f} KB, {100 * b['accuracy']:.2f}%; chosen/built-in: latency "
               f"{lat:.3f}, size {size[chosen] / b['size_bytes']:.3f}, accuracy "
               f"{100 * (acc[chosen] - b['accuracy']):+.2f} pt")  # fmt: skip
+        wins = [o for o, v in verdict.items() if v == "better"]
+        losses = [o for o, v in verdict.items() if v == "worse"]
+        print(f"  chosen is {verdict}: beats it on {wins or 'nothing'}, loses on "
+              f"{losses or 'nothing'}; the search said {fast.get('built_in_reference', {}).get('chosen_is')}")  # fmt: skip
+
+
+def _sign(x: float) -> str:
+    return "better" if x > 0 else ("worse" if x < 0 else "tie")
 
 
 if __name__ == "__main__":

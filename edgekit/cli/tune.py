@@ -118,6 +118,10 @@ def format_result(s: dict, output_dir: str) -> str:
         met = [n for n, c in (s.get("constraints") or {}).items() if c["met"]]
         if met:
             out.append(f"Meets: {', '.join(met)}")
+        ref = s.get("built_in_reference")
+        if ref:
+            verdicts = ", ".join(f"{o} {v}" for o, v in ref["chosen_is"].items())
+            out.append(f"Against the best built-in recipe ({ref['candidate']}): {verdicts}")
         out.append(
             f"Wrote {output_dir}/: best.tflite, best_recipe.json, summary.json, pareto.json, "
             "trials.jsonl, report.html"

@@ -99,11 +99,13 @@ def corrected_latency(rows: list[dict[str, Any]]) -> None:
 def noise_band(rows: list[dict[str, Any]]) -> float:
     """Relative uncertainty of the corrected latencies, clipped to [2%, 25%].
 
-    Measured three ways, the widest wins: the same file measured in two trials (two
-    candidates that convert to identical bytes) differs by this much; the float32
-    candidate's ratio to the float32 baseline (the same file) is this far from 1; and
-    within one run, the two ratio estimates (median of per-run pairs, ratio of p50s)
-    differ by this much (median over the trials). Call `corrected_latency` first.
+    Measured three ways, the widest wins: the same computation measured in two trials
+    (two candidates whose files have the same `graph_sha256`: the same kernels on the
+    same weights, say a built-in recipe's file and the search's own with the batch fixed
+    at 1) differs by this much; the float32 candidate's ratio to the float32 baseline
+    (the same file) is this far from 1; and within one run, the two ratio estimates
+    (median of per-run pairs, ratio of p50s) differ by this much (median over the
+    trials). Call `corrected_latency` first.
     """
     spreads = [MIN_NOISE]
     gaps = []
@@ -116,8 +118,9 @@ def noise_band(rows: list[dict[str, Any]]) -> float:
             gaps.append(abs(p50_ratio - ratio) / ratio)
             if r.get("candidate") == "float32":
                 spreads.append(abs(ratio - 1.0))
-        if m.get("sha256") and r.get("latency_us_corrected"):
-            same_file.setdefault((m["sha256"], *_group(m)), []).append(r["latency_us_corrected"])
+        same = m.get("graph_sha256") or m.get("sha256")
+        if same and r.get("latency_us_corrected"):
+            same_file.setdefault((same, *_group(m)), []).append(r["latency_us_corrected"])
     for values in same_file.values():
         if len(values) >= 2:
             spreads.append((max(values) - min(values)) / min(values))
@@ -126,7 +129,7 @@ def noise_band(rows: list[dict[str, Any]]) -> float:
     return min(MAX_NOISE, max(spreads))
 
 
-def _compare(a: dict[str, Any], b: dict[str, Any], objective: str, noise: float) -> int:
+def compare(a: dict[str, Any], b: dict[str, Any], objective: str, noise: float) -> int:
     """-1 if a is better than b on this objective, 1 if worse, 0 for a tie."""
     ma, mb = a["measurements"], b["measurements"]
     if objective == "accuracy":
@@ -143,7 +146,7 @@ def _compare(a: dict[str, Any], b: dict[str, Any], objective: str, noise: float)
 
 
 def dominates(a: dict[str, Any], b: dict[str, Any], noise: float) -> bool:
-    signs = [_compare(a, b, o, noise) for o in ("accuracy", "size", "latency")]
+    signs = [compare(a, b, o, noise) for o in ("accuracy", "size", "latency")]
     return all(s <= 0 for s in signs) and any(s < 0 for s in signs)
 
 
@@ -152,21 +155,41 @@ def pareto(rows: list[dict[str, Any]], noise: float) -> list[dict[str, Any]]:
     return [r for r in rows if not any(dominates(o, r, noise) for o in rows if o is not r)]
 
 
-def choose(rows: list[dict[str, Any]], objective: str, noise: float) -> dict[str, Any] | None:
+def no_worse(a: dict[str, Any], b: dict[str, Any], noise: float) -> bool:
+    """True when a loses to b on no objective (latency ties within the noise band)."""
+    return all(compare(a, b, o, noise) <= 0 for o in ("accuracy", "size", "latency"))
+
+
+def choose(
+    rows: list[dict[str, Any]],
+    objective: str,
+    noise: float,
+    reference: list[dict[str, Any]] | None = None,
+) -> dict[str, Any] | None:
     """The best row for the objective, ties decided by the next objectives in `ORDER`.
 
     A latency tie is against the fastest remaining row: every row within the noise
     band of it stays in, and the next objective picks among them.
+
+    `reference` rows (the built-in recipes' own files, measured in the same search) set
+    a floor inside the tie: the best of them for the objective is found the same way,
+    and when rows tied on the objective lose to it on nothing (accuracy, size, latency
+    within the band), only those go on to the next objectives. So a tie is never
+    settled by trading away something the best built-in recipe already gives, while a
+    row better on the objective itself, beyond the noise, still wins.
     """
+    floor = choose(reference, objective, noise) if reference else None
     pool = list(rows)
-    for obj in ORDER[objective]:
+    for step, obj in enumerate(ORDER[objective]):
         if len(pool) <= 1:
             break
         best = pool[0]
         for r in pool[1:]:
-            if _compare(r, best, obj, 0.0) < 0:
+            if compare(r, best, obj, 0.0) < 0:
                 best = r
-        pool = [r for r in pool if _compare(r, best, obj, noise) == 0]
+        pool = [r for r in pool if compare(r, best, obj, noise) == 0]
+        if step == 0 and floor is not None:
+            pool = [r for r in pool if no_worse(r, floor, noise)] or pool
     return min(pool, key=lambda r: r["number"]) if pool else None
 
 

@@ -97,6 +97,25 @@ def _front_entry(r: dict[str, Any], by_id: dict[str, space_lib.Candidate]) -> di
     }
 
 
+def _against(
+    chosen: dict[str, Any], built_in: list[dict[str, Any]], objective: str, noise: float
+) -> dict[str, Any]:
+    """The chosen row against the best built-in recipe's: per objective, better, tie or worse."""
+    ref = front_lib.choose(built_in, objective, noise)
+    words = {-1: "better", 0: "tie", 1: "worse"}
+    verdicts = {
+        o: words[front_lib.compare(chosen, ref, o, noise)] for o in ("latency", "size", "accuracy")
+    }
+    m = ref["measurements"]
+    return {
+        "candidate": ref["candidate"],
+        "accuracy": m["accuracy"],
+        "size_bytes": m["size_bytes"],
+        "latency_us_corrected": ref.get("latency_us_corrected"),
+        "chosen_is": verdicts,
+    }
+
+
 def _best_bytes(ctx: trial_lib.Context, cand: space_lib.Candidate) -> bytes:
     path = ctx.folder(cand.id) / "model.tflite"
     if path.exists():
@@ -130,7 +149,8 @@ def write_all(
     noise = front_lib.noise_band(rows) if rows else front_lib.MIN_NOISE
     front = front_lib.pareto(rows, noise)
     feasible = [r for r in rows if r["meets"]]
-    chosen = front_lib.choose(feasible, objective, noise)
+    built_in = [r for r in feasible if r["candidate"] in space_lib.BUILT_IN_PTQ]
+    chosen = front_lib.choose(feasible, objective, noise, reference=built_in)
     skipped = [
         f"{_trial_record(t)['candidate']}: {t.user_attrs['note']}"
         for t in trials
@@ -188,6 +208,8 @@ def write_all(
             use_xnnpack=m["use_xnnpack"],
             constraints=chosen["constraints"],
         )
+        if built_in:
+            summary["built_in_reference"] = _against(chosen, built_in, objective, noise)
         io.write_json(out / "best_recipe.json", cand.recipe.to_dict(), overwrite=True)
         io.atomic_write_bytes(out / "best.tflite", _best_bytes(ctx, cand), overwrite=True)
     else:

@@ -175,7 +175,9 @@ def tune(
       integer_only: only files whose every op computes in integers.
       objective: what to minimise among the candidates that meet the limits:
         "latency", "size" or "accuracy" (maximised). Ties (latencies within the
-        measured noise) are decided by the next objective.
+        measured noise) are decided by the next objective, among the tied candidates
+        that lose to the best built-in recipe on nothing when there are such
+        (summary.json's `built_in_reference` says how the choice compares with it).
       target: `ssh://user@host[:port]` to measure on a device.
       num_threads: interpreter threads; None also tries 2 threads as a candidate.
       budget_minutes: stop starting trials when the next one would not fit.

@@ -23,6 +23,7 @@ from edgekit import config as config_lib
 from edgekit import data as data_lib
 from edgekit.convert import converter
 from edgekit.convert import result as result_lib
+from edgekit.lite import digest
 from edgekit.tuning import space as space_lib
 
 
@@ -98,6 +99,7 @@ def measure(ctx: Context, cand: space_lib.Candidate, blob: bytes) -> dict[str, A
         "num_eval_samples": ev.num_samples,
         "size_bytes": len(blob),
         "sha256": hashlib.sha256(blob).hexdigest(),
+        "graph_sha256": digest.graph_sha256(blob),
         "gzip_size_bytes": result_lib.gzip_size(blob),
         "latency_us": {k: row.latency_us[k] for k in ("p50", "p90")},
         "float_latency_us": {k: base_row.latency_us[k] for k in ("p50", "p90")},
