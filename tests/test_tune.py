@@ -6,6 +6,7 @@ search (`searched`) is shared by every test that reads its outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -159,20 +160,36 @@ def test_ssh_target_failing_mid_search_fails_that_trial_only(inputs, tmp_path, m
     calls = []
 
     def flaky(files, spec, cfg, *, timeout, harness):
-        calls.append(cfg.target)
+        calls.append((cfg.target, cfg.ssh_key))
         if len(calls) == 2:  # the device drops off the network during the second trial
             raise errors.UserInputError(f"Cannot reach {cfg.target}: Connection refused.")
         return measure.run_local(files, spec, timeout=timeout)
 
     monkeypatch.setattr(remote, "run", flaky)
     out = tmp_path / "out"
-    result = _tune(inputs, out, target="ssh://edge@192.0.2.1:2222")
+    key = tmp_path / "id_ed25519"
+    key.write_text("not a real key: the device is monkeypatched\n")
+    key = str(key)
+    bench = dataclasses.replace(FAST, ssh_key=key)
+    result = _tune(inputs, out, target="ssh://edge@192.0.2.1:2222", benchmark=bench)
     states = {r["candidate"]: r for r in _records(out)}
     failed = states[THREE[1]]
     assert failed["state"] == "fail" and "Connection refused" in failed["error"]
     assert states[THREE[2]]["state"] == "complete"  # the search went on
     assert result.met and result.summary["candidate"] != THREE[1]
-    assert all(t == "ssh://edge@192.0.2.1:2222" for t in calls)
+    assert all(c == ("ssh://edge@192.0.2.1:2222", key) for c in calls)
+
+
+def test_ssh_settings_without_a_target_are_refused_by_the_command(inputs, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli(
+        "tune", f"--model={inputs['model']}", f"--data={inputs['train']}",
+        f"--output_dir={out}", "--ssh_key=/keys/id_ed25519",
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    text = " ".join(proc.stderr.split())  # the message is wrapped for the terminal
+    assert "need --target=ssh://" in text and "/keys/id_ed25519" in text
+    assert not out.exists()  # nothing written
 
 
 def test_budget_is_kept_and_a_slow_training_tier_is_skipped(inputs, tmp_path, monkeypatch):

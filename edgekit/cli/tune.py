@@ -12,12 +12,14 @@ status 1 when no candidate meets the limits (summary.json names the closest ones
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 
 from absl import flags
 
+from edgekit import errors
 from edgekit.cli import _common
 
 _MODEL = flags.DEFINE_string("model", None, "Keras model: .keras, .h5 or a SavedModel directory.")
@@ -49,6 +51,15 @@ _OBJECTIVE = flags.DEFINE_enum(
 _TARGET = flags.DEFINE_string(
     "target", None, "Measure on a device: ssh://user@host[:port] (default: this machine)."
 )
+_SSH_KEY = flags.DEFINE_string(
+    "ssh_key", None, "With --target: the SSH private key (default: agent/default keys)."
+)
+_SSH_OPTION = flags.DEFINE_multi_string(
+    "ssh_option", [], "With --target: an extra `ssh -o` option (repeatable)."
+)
+_REMOTE_PYTHON = flags.DEFINE_string(
+    "remote_python", None, "With --target: the Python on the device (default: python3)."
+)
 _THREADS = flags.DEFINE_integer(
     "num_threads", None, "Interpreter threads (default: 1, and 2 as a candidate).", lower_bound=1
 )
@@ -76,6 +87,22 @@ def main(argv: Sequence[str]) -> None:
         search,
     )  # here, not at the top: --help stays instant (no Optuna, no TF)
 
+    remote = {
+        k: v
+        for k, v in (
+            ("ssh_key", _SSH_KEY.value),
+            ("ssh_options", tuple(_SSH_OPTION.value)),
+            ("remote_python", _REMOTE_PYTHON.value),
+        )
+        if v
+    }
+    if remote and not _TARGET.value:
+        raise errors.UserInputError(
+            "--ssh_key, --ssh_option and --remote_python set how the device is reached, so "
+            "they need --target=ssh://user@host[:port]. "
+            + errors.received(target=_TARGET.value, **{k: str(v) for k, v in remote.items()})
+        )
+    benchmark = dataclasses.replace(search.DEFAULT_BENCHMARK, **remote) if remote else None
     result = search.tune(
         _MODEL.value,
         data=_DATA.value,
@@ -93,6 +120,7 @@ def main(argv: Sequence[str]) -> None:
         max_trials=_MAX_TRIALS.value,
         storage=_STORAGE.value,
         seed=_SEED.value,
+        benchmark=benchmark,
     )
     if _JSON.value:
         from edgekit import io

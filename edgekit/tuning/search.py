@@ -98,6 +98,15 @@ def _digest(*parts: Any) -> str:
     return h.hexdigest()
 
 
+def _what_is_measured(cand: space_lib.Candidate) -> dict[str, Any]:
+    """The candidate's recipe without how the device is reached (key, ssh options, Python):
+    workers that reach one device with their own credentials share the study."""
+    d = cand.recipe.to_dict()
+    if d.get("benchmark"):  # set to the defaults: a search without them keeps its study name
+        d["benchmark"].update(ssh_key=None, ssh_options=[], remote_python="python3")
+    return d
+
+
 def _model_digest(source: Any, model: Any) -> str:
     if isinstance(source, (str, os.PathLike)):
         path = pathlib.Path(source)
@@ -247,7 +256,7 @@ def tune(
     # objective only choose among its trials, so a rerun with new ones answers at once.
     key = _digest(
         _model_digest(model, keras_model), train.x, train.y if train.y is not None else "",
-        test.x, test.y if test.y is not None else "", [c.recipe.to_dict() for c in candidates],
+        test.x, test.y if test.y is not None else "", [_what_is_measured(c) for c in candidates],
     )  # fmt: skip
     name = f"edgekit-tune-{key[:16]}"
     url = storage or study_lib.default_url(out)
