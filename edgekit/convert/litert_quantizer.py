@@ -353,7 +353,8 @@ def quantize(
       config: backend "litert_quantizer" with a scheme (and block size).
       calibration_data: static schemes: inputs that fit the model's signature (any
         source `edgekit.data.load` accepts, or an array).
-      float_scopes: regexes of op scopes (output tensor names) to keep in float.
+      float_scopes: regexes of op scopes (output tensor names) to keep in float,
+        besides those of `config.float_scopes`.
 
     Returns:
       A `ConversionResult` with the same fields as the converter's.
@@ -362,6 +363,7 @@ def quantize(
       UserInputError: an already-quantized model, calibration data that does not fit,
         a scope that matches no op, int16 activations on ops without int16 kernels.
     """
+    float_scopes = tuple(dict.fromkeys((*config.float_scopes, *float_scopes)))
     blob, calibration = prepare(model, config, calibration_data, float_scopes=float_scopes)
     session = Session(blob, config, calibration)
     start = time.perf_counter()
