@@ -204,6 +204,8 @@ def test_selective_search_keeps_few_ops_float_and_reports_why_and_the_cost(digit
     assert sel["result"]["cosine"] >= 0.99995
     assert 1 <= len(report["float_ops"]) <= sel["top_k_prefix"]
     assert all(op["why"] for op in sel["float_ops"])
+    # The recipe field that keeps the same ops float (convert.float_scopes).
+    assert report["float_scopes"] == [litert_quantizer.scope(n) for n in report["float_ops"]]
     # The cost is reported against both ends (on a 7 KB net the float FC and its
     # (de)quantize ops even outweigh the float file; the report says so in bytes).
     assert sel["full"]["size_bytes"] < sel["result"]["size_bytes"]

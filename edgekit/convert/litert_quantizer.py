@@ -56,7 +56,12 @@ class Op:
     @property
     def scope(self) -> str:
         """An anchored regex that matches this op's scope and no other."""
-        return "^" + re.escape(self.name) + ";"
+        return scope(self.name)
+
+
+def scope(op_name: str) -> str:
+    """The anchored regex (a `float_scopes` entry) that matches the op named `op_name` only."""
+    return "^" + re.escape(op_name) + ";"
 
 
 def _lq() -> Any:

@@ -101,7 +101,7 @@ def find_float_scopes(
         eval_data=(ctx.test.x, y),
         max_accuracy_drop=cand.float_ops_target,
     ).converter_settings["selective"]
-    scopes = [litert_quantizer.Op(0, op["type"], op["op"]).scope for op in found["float_ops"]]
+    scopes = [litert_quantizer.scope(op["op"]) for op in found["float_ops"]]
     report = {
         "target_max_accuracy_drop": cand.float_ops_target,
         "float_scopes": scopes,
