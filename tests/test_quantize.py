@@ -204,6 +204,8 @@ def test_selective_search_keeps_few_ops_float_and_reports_why_and_the_cost(digit
     assert sel["result"]["cosine"] >= 0.99995
     assert 1 <= len(report["float_ops"]) <= sel["top_k_prefix"]
     assert all(op["why"] for op in sel["float_ops"])
+    # The recipe field that keeps the same ops float (convert.float_scopes).
+    assert report["float_scopes"] == [litert_quantizer.scope(n) for n in report["float_ops"]]
     # The cost is reported against both ends (on a 7 KB net the float FC and its
     # (de)quantize ops even outweigh the float file; the report says so in bytes).
     assert sel["full"]["size_bytes"] < sel["result"]["size_bytes"]
@@ -353,3 +355,59 @@ def test_selective_search_is_never_longer_than_the_top_k_prefix_of_a_seed_rankin
     sel = r.converter_settings["selective"]
     assert sel["result"]["meets"] and 1 <= len(sel["float_ops"]) <= top_k
     assert "seed" in sel["rankings"] and all(op["seed_rank"] for op in sel["float_ops"])
+
+
+# -- the recipe field `convert.float_scopes`: selective quantization, replayed ---------
+
+
+def test_a_recipe_with_float_scopes_replays_the_quantizers_file(tiny_model, tiny_data, tmp_path):
+    import edgekit
+    from edgekit.config import Recipe
+
+    x, y = tiny_data
+    f32 = convert.convert(tiny_model, ConvertConfig(batch_size=1)).tflite_bytes
+    conv = litert_quantizer.model_ops(f32)[0]
+    want = litert_quantizer.quantize(
+        f32, _config("static_wi8_ai8"), calibration_data=x, float_scopes=[conv.scope]
+    ).tflite_bytes
+    assert convert.float_ops(want) == ["CONV_2D"]  # the one op kept float, the rest int8
+    recipe = Recipe(convert=_config("static_wi8_ai8", batch_size=1, float_scopes=[conv.scope]))
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe.to_dict()))
+    assert json.loads(path.read_text())["convert"]["float_scopes"] == [conv.scope]
+    assert Recipe.from_dict(json.loads(path.read_text())) == recipe
+    run = edgekit.run(
+        str(path), model=tiny_model, data=(x, y), output_dir=tmp_path / "run",
+        progress=lambda s: None,
+    )  # fmt: skip
+    assert (pathlib.Path(run.output_dir) / "model.tflite").read_bytes() == want
+
+
+@pytest.mark.parametrize(
+    "kw, what",
+    [
+        (dict(mode="int8"), "needs backend 'litert_quantizer' and a static scheme"),
+        (dict(backend="litert_quantizer", scheme="dynamic_wi8_afp32"), "a static scheme"),
+        (
+            dict(backend="litert_quantizer", scheme="static_wi8_ai8", float_scopes=["(x"]),
+            "not a valid regular expression",
+        ),  # fmt: skip
+        (
+            dict(backend="litert_quantizer", scheme="static_wi8_ai8", float_scopes="^conv;"),
+            "list of regular expressions",
+        ),  # fmt: skip
+    ],
+)
+def test_float_scopes_outside_a_static_litert_scheme_are_refused(kw, what):
+    from edgekit.config import Recipe
+
+    kw = {"float_scopes": ["^conv;"], **kw}
+    with pytest.raises(errors.UserInputError, match=what) as e:
+        Recipe.from_dict({"convert": kw})
+    assert "Received:" in str(e.value) and "float_scopes=" in str(e.value)
+
+
+def test_a_float_scope_that_matches_no_op_is_refused_before_quantizing(tiny_model, tiny_data):
+    cfg = _config("static_wi8_ai8", float_scopes=["^nothing_here;"])
+    with pytest.raises(errors.UserInputError, match="matches no op"):
+        convert.convert(tiny_model, cfg, calibration_data=tiny_data[0])

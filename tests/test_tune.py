@@ -314,6 +314,69 @@ def test_search_killed_mid_trial_resumes_to_the_same_front(searched, inputs, tmp
         )
 
 
+def test_selective_candidate_comes_last_of_post_training_and_not_in_integer_only():
+    from edgekit.tuning import space
+
+    ids = [c.id for c in space.build(space.SpaceOptions())]
+    ptq = [
+        c.id for c in space.build(space.SpaceOptions()) if c.tier in ("ptq_converter", "ptq_litert")
+    ]
+    assert ptq[-1] == "lq_static_selective" and ids.index("lq_static_selective") == len(ptq) - 1
+    chosen = space.by_id(space.build(space.SpaceOptions(max_accuracy_drop=0.5)))
+    assert chosen["lq_static_selective"].float_ops_target == 0.5
+    default = space.by_id(space.build(space.SpaceOptions()))["lq_static_selective"]
+    assert default.float_ops_target == space.SELECTIVE_DEFAULT_DROP
+    # The target is not part of the recipe: a rerun with other limits is the same study.
+    assert chosen["lq_static_selective"].recipe == default.recipe
+    integer = [c.id for c in space.build(space.SpaceOptions(integer_only=True))]
+    assert "lq_static_selective" not in integer
+
+
+@pytest.fixture(scope="module")
+def outlier_inputs(inputs, tmp_path_factory):
+    """Training data with one sample 1000x the others (calibration then gives the input
+    a coarse int8 scale, and full int8 loses accuracy), and test labels that are the
+    float model's own classes (any flipped prediction is a drop)."""
+    d = tmp_path_factory.mktemp("tune_outlier")
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 8, 8, 1), dtype=np.float32)
+    x[0] *= 1000
+    np.savez(d / "train.npz", x=x, y=rng.integers(0, 4, 64))
+    xt = rng.random((48, 8, 8, 1), dtype=np.float32)
+    np.savez(d / "test.npz", x=xt, y=np.asarray(make_tiny_model()(xt)).argmax(1))
+    return {**inputs, "train": str(d / "train.npz"), "test": str(d / "test.npz")}
+
+
+def test_selective_candidate_records_its_float_ops_and_its_recipe_replays(outlier_inputs, tmp_path):
+    out = tmp_path / "out"
+    result = _tune(
+        outlier_inputs, out, max_accuracy_drop=0.0,
+        candidates=["lq_static_selective", "lq_static_wi8_ai8"],
+    )  # fmt: skip
+    records = {r["candidate"]: r for r in _records(out)}
+    full, sel = records["lq_static_wi8_ai8"], records["lq_static_selective"]
+    assert full["number"] < sel["number"]  # the costly search goes after the plain schemes
+    assert full["measurements"]["accuracy_drop_points"] > 0 and full["float_scopes"] is None
+    assert sel["state"] == "complete" and sel["float_scopes"]  # some ops kept float...
+    assert sel["measurements"]["accuracy_drop_points"] <= 0  # ...to meet the target
+    assert sel["measurements"]["selective"]["float_scopes"] == sel["float_scopes"]
+    assert "kept float" in sel["note"]
+    assert result.met and result.summary["candidate"] == "lq_static_selective"
+    recipe = json.loads((out / "best_recipe.json").read_text())
+    assert recipe["convert"]["float_scopes"] == sel["float_scopes"]
+    front = json.loads((out / "pareto.json").read_text())["front"]
+    assert [f["float_scopes"] for f in front if f["candidate"] == "lq_static_selective"] == [
+        sel["float_scopes"]
+    ]
+    replay = edgekit.run(
+        str(out / "best_recipe.json"), model=outlier_inputs["model"],
+        data=outlier_inputs["train"], eval_data=outlier_inputs["test"],
+        output_dir=tmp_path / "replay", progress=lambda s: None,
+    )  # fmt: skip
+    got = (pathlib.Path(replay.output_dir) / "model.tflite").read_bytes()
+    assert got == (out / "best.tflite").read_bytes()
+
+
 def test_help_and_import_load_neither_optuna_nor_tensorflow():
     code = (
         "import sys; sys.argv=['x']\nimport edgekit, edgekit.cli.tune\nprint(' '.join(sys.modules))"

@@ -139,9 +139,17 @@ def main(argv: Sequence[str]) -> None:
             float_scopes=_FLOAT_SCOPE.value,
         )
     report = {"output": str(_OUTPUT.value), **result.to_dict()}
+    # The recipe field that replays this file from the Keras model (convert.float_scopes,
+    # with backend litert_quantizer and this scheme), when the float file is the one
+    # edgekit's converter makes from it. Only when ops stay float (the plain report keeps
+    # edgekit-convert's keys).
+    if _FLOAT_SCOPE.value:
+        report["float_scopes"] = list(_FLOAT_SCOPE.value)
     sel = result.converter_settings.get("selective")
     if sel is not None:
         report["float_ops"] = [op["op"] for op in sel["float_ops"]]
+        if not sel["integer_only"]:
+            report["float_scopes"] = [litert_quantizer.scope(op["op"]) for op in sel["float_ops"]]
         if _LATENCY_SECS.value > 0:
             sel["latency"] = _latency(_MODEL.value, _full_file(config), result.tflite_bytes)
     result.save(_OUTPUT.value, overwrite=_OVERWRITE.value)

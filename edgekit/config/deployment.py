@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import re
 import urllib.parse
 
 from edgekit import errors
@@ -123,6 +124,13 @@ class ConvertConfig(base.Config):
         STRIDED_SLICE, PACK ops, which XNNPack does not take, so the graph is split
         into several delegate partitions). Keras models only; LiteModel.predict
         runs any number of samples on a fixed-batch file.
+      float_scopes: selective quantization: regular expressions of op scopes that
+        stay float (LiteRT Quantizer matches each against an op's output tensor name
+        followed by ";", as `edgekit-inspect` lists the names and
+        `edgekit-quantize --float_scope` takes them; `^name;` keeps exactly one op).
+        Only with backend "litert_quantizer" and a static scheme; each must match an
+        op of the model. `edgekit-tune`'s `lq_static_selective` candidate writes the
+        scopes its search found here, so its recipe replays to the same file.
     """
 
     mode: ConvertMode = ConvertMode.FLOAT32
@@ -136,10 +144,12 @@ class ConvertConfig(base.Config):
     scheme: str | None = None
     block_size: int | None = None
     batch_size: int | None = None
+    float_scopes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._coerce_enums()
         self._check_backend()
+        self._check_float_scopes()
         base.check(
             self.batch_size is None
             or (isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool))
@@ -222,6 +232,35 @@ class ConvertConfig(base.Config):
             scheme=self.scheme,
             block_size=self.block_size,
         )
+
+    def _check_float_scopes(self) -> None:
+        base.check(
+            isinstance(self.float_scopes, tuple)
+            and all(isinstance(s, str) and s for s in self.float_scopes),
+            "float_scopes is a list of regular expressions (op scopes to keep float), for "
+            'example ["^model/conv2d/Relu;"].',
+            float_scopes=self.float_scopes,
+        )
+        if not self.float_scopes:
+            return
+        static = (self.scheme or "").startswith("static")
+        base.check(
+            self.backend is Backend.LITERT_QUANTIZER and static,
+            "float_scopes keeps ops float in a file whose other ops have integer activations: "
+            "it needs backend 'litert_quantizer' and a static scheme ('static_wi8_ai8' or "
+            "'static_wi8_ai16'). Set them, or drop float_scopes.",
+            backend=self.backend.value,
+            scheme=self.scheme,
+            float_scopes=list(self.float_scopes),
+        )
+        for scope in self.float_scopes:
+            try:
+                re.compile(scope)
+            except re.error as e:
+                raise errors.UserInputError(
+                    f"float_scopes entry {scope!r} is not a valid regular expression ({e}). "
+                    + errors.received(float_scopes=list(self.float_scopes))
+                ) from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,23 @@ from edgekit.convert import converter, litert_quantizer
 from edgekit.convert.result import ConversionResult
 
 
+def float_config(config: ConvertConfig) -> ConvertConfig:
+    """The converter's config of the float32 file LiteRT Quantizer quantizes for `config`.
+
+    Its op names are the ones `config.float_scopes` match.
+    """
+    return dataclasses.replace(
+        config,
+        backend=Backend.CONVERTER,
+        scheme=None,
+        block_size=None,
+        mode=ConvertMode.FLOAT32,
+        io_type="float32",
+        choose_granularity=None,
+        float_scopes=(),
+    )
+
+
 def convert(
     model: Any,
     config: ConvertConfig | None = None,
@@ -33,7 +50,8 @@ def convert(
         directory), or an `io.SavedModelDir`.
       config: the conversion settings; defaults to float32 with the TFLite converter.
         With backend "litert_quantizer", the model is converted to float32 by the
-        converter and then quantized by LiteRT Quantizer with `config.scheme`.
+        converter and then quantized by LiteRT Quantizer with `config.scheme`,
+        keeping the ops `config.float_scopes` match in float.
       calibration_data: any source `edgekit.data.load` accepts; required by the
         int8, int8_float_fallback and int16x8 modes (and the static schemes), except
         for a quantization-aware trained model in int8 / int8_float_fallback with
@@ -70,16 +88,7 @@ def convert(
         )
     # Check the calibration data against the Keras model before the slow part.
     calibration = calibration_lib.calibration_set(model, config, calibration_data)
-    float_config = dataclasses.replace(
-        config,
-        backend=Backend.CONVERTER,
-        scheme=None,
-        block_size=None,
-        mode=ConvertMode.FLOAT32,
-        io_type="float32",
-        choose_granularity=None,
-    )
-    f32 = converter.convert(model, float_config)
+    f32 = converter.convert(model, float_config(config))
     result = litert_quantizer.quantize(f32.tflite_bytes, config, calibration_data=calibration)
     settings = dict(result.converter_settings)
     settings["float_conversion"] = {

@@ -56,7 +56,12 @@ class Op:
     @property
     def scope(self) -> str:
         """An anchored regex that matches this op's scope and no other."""
-        return "^" + re.escape(self.name) + ";"
+        return scope(self.name)
+
+
+def scope(op_name: str) -> str:
+    """The anchored regex (a `float_scopes` entry) that matches the op named `op_name` only."""
+    return "^" + re.escape(op_name) + ";"
 
 
 def _lq() -> Any:
@@ -353,7 +358,8 @@ def quantize(
       config: backend "litert_quantizer" with a scheme (and block size).
       calibration_data: static schemes: inputs that fit the model's signature (any
         source `edgekit.data.load` accepts, or an array).
-      float_scopes: regexes of op scopes (output tensor names) to keep in float.
+      float_scopes: regexes of op scopes (output tensor names) to keep in float,
+        besides those of `config.float_scopes`.
 
     Returns:
       A `ConversionResult` with the same fields as the converter's.
@@ -362,6 +368,7 @@ def quantize(
       UserInputError: an already-quantized model, calibration data that does not fit,
         a scope that matches no op, int16 activations on ops without int16 kernels.
     """
+    float_scopes = tuple(dict.fromkeys((*config.float_scopes, *float_scopes)))
     blob, calibration = prepare(model, config, calibration_data, float_scopes=float_scopes)
     session = Session(blob, config, calibration)
     start = time.perf_counter()

@@ -234,6 +234,11 @@ def search(
             "static scheme ('static_wi8_ai8' or 'static_wi8_ai16'). "
             + errors.received(scheme=config.scheme)
         )
+    if config.float_scopes:
+        raise errors.UserInputError(
+            "The selective search chooses which ops stay float itself; give it a config "
+            "without float_scopes. " + errors.received(float_scopes=list(config.float_scopes))
+        )
     if isinstance(seed_ranking, str):
         raise errors.UserInputError(
             "seed_ranking is a sequence of op names, most sensitive first. "

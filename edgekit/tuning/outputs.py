@@ -36,7 +36,17 @@ def row(t: Any, limits: front_lib.Limits) -> dict[str, Any]:
         "measurements": t.user_attrs["measurements"],
         "constraints": constraints,
         "meets": all(c["met"] for c in constraints.values()),
+        "float_scopes": t.user_attrs.get("float_scopes"),
     }
+
+
+def recorded(r: dict[str, Any], by_id: dict[str, space_lib.Candidate]) -> space_lib.Candidate:
+    """The candidate a measured row (`row`) was built from, with the recipe that replays it:
+    the selective candidate's float op scopes are known only from its trial."""
+    cand = by_id[r["candidate"]]
+    if r.get("float_scopes") is not None:
+        return space_lib.with_float_scopes(cand, r["float_scopes"])
+    return cand
 
 
 def one_line(m: dict[str, Any], constraints: dict[str, Any]) -> str:
@@ -70,6 +80,7 @@ def _trial_record(t: Any) -> dict[str, Any]:
         "measurements": t.user_attrs.get("measurements"),
         "constraints": t.user_attrs.get("constraints"),
         "note": t.user_attrs.get("note"),
+        "float_scopes": t.user_attrs.get("float_scopes"),
         "error": t.user_attrs.get("error"),
         "retry_of": t.system_attrs.get("failed_trial"),
         "worker": t.user_attrs.get("worker"),
@@ -94,6 +105,7 @@ def _front_entry(r: dict[str, Any], by_id: dict[str, space_lib.Candidate]) -> di
         "latency_us_corrected": r.get("latency_us_corrected"),
         "peak_memory_mb": m["peak_memory_mb"],
         "meets_constraints": r["meets"],
+        "float_scopes": r.get("float_scopes"),
     }
 
 
@@ -191,7 +203,7 @@ def write_all(
         "notes": [*notes, *skipped],
     }
     if chosen is not None:
-        cand = by_id[chosen["candidate"]]
+        cand = recorded(chosen, by_id)
         m = chosen["measurements"]
         summary.update(
             candidate=cand.id,

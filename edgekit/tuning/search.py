@@ -241,7 +241,8 @@ def tune(
         data_lib.check_inputs(train.x, shapes[0], what="training data")
         data_lib.check_inputs(test.x, shapes[0], what="evaluation data")
     opts = space_lib.SpaceOptions(integer_only=bool(integer_only), num_threads=num_threads,
-                                  benchmark=bench, train_epochs=train_epochs, seed=seed)  # fmt: skip
+                                  benchmark=bench, train_epochs=train_epochs, seed=seed,
+                                  max_accuracy_drop=max_accuracy_drop)  # fmt: skip
     candidates = space_lib.build(opts)
     if candidates_wanted is not None:
         known = [c.id for c in candidates]

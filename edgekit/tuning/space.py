@@ -2,10 +2,14 @@
 
 Cheapest first. Post-training schemes of both backends (the TFLite converter's modes,
 per-channel and per-tensor int8, and the built-in `ptq_*` recipes' own conversions;
-LiteRT Quantizer's schemes), then runtime settings
+LiteRT Quantizer's schemes; last, LiteRT Quantizer's static int8 with selective float
+ops, which costs several quantizations and evaluations), then runtime settings
 (threads, XNNPack off) of the cheapest files, then the training-time tiers (pruning
 levels, 2:4, clustering, QAT, distillation into a narrower student). Each candidate is
 a complete `config.Recipe`: `edgekit-optimize --recipe=<it>` rebuilds the same file.
+The selective candidate's recipe is complete only after its trial: the trial's search
+finds the op scopes that stay float (`float_ops_target`), and `with_float_scopes` gives
+the recipe that replays it (`convert.float_scopes`), recorded with the trial.
 """
 
 from __future__ import annotations
@@ -21,16 +25,26 @@ PTQ_TIERS = ("ptq_converter", "ptq_litert", "runtime")
 TRAINING_TIERS = ("prune", "prune_2x4", "cluster", "qat", "distill")
 TIERS = (*PTQ_TIERS, *TRAINING_TIERS)
 BUILT_IN_PTQ = ("ptq_int8", "ptq_dynamic", "ptq_float16", "ptq_int16x8")
+SELECTIVE = "lq_static_selective"
+# The accuracy drop (points) the selective candidate searches for when the search has
+# no --max_accuracy_drop: the limit `edgekit-quantize`'s examples and the docs use.
+SELECTIVE_DEFAULT_DROP = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
-    """One point of the space: an id (Optuna's categorical value), its tier, its recipe."""
+    """One point of the space: an id (Optuna's categorical value), its tier, its recipe.
+
+    `float_ops_target`, when set, is the accuracy drop (points) within which the trial
+    searches the fewest ops to keep float (`edgekit.convert.selective.search`); the
+    recipe then lacks its `convert.float_scopes` until the trial has found them.
+    """
 
     id: str
     tier: str
     recipe: config.Recipe
     description: str
+    float_ops_target: float | None = None
 
     @property
     def trains(self) -> bool:
@@ -56,6 +70,7 @@ class SpaceOptions:
     benchmark: config.BenchmarkConfig = config.BenchmarkConfig()
     train_epochs: int | None = None
     seed: int = 0
+    max_accuracy_drop: float | None = None
 
 
 def _convert(integer_only: bool, **kw: Any) -> config.ConvertConfig:
@@ -182,6 +197,9 @@ def build(opts: SpaceOptions) -> list[Candidate]:
                 benchmark=bench,
             )
             out.append(Candidate(name, "ptq_converter", recipe, f"built-in recipe {name}"))
+    if not opts.integer_only:
+        # Float ops break integer-only files (int16 promotion is not searched here).
+        out.append(_selective(opts, bench))
     for cid, conv, runtime, text in _runtime_variants(opts):
         recipe = config.Recipe(
             name=f"tune_{cid}",
@@ -200,6 +218,29 @@ def build(opts: SpaceOptions) -> list[Candidate]:
         )
         out.append(Candidate(cid, tier, recipe, text))
     return out
+
+
+def _selective(opts: SpaceOptions, bench: config.BenchmarkConfig) -> Candidate:
+    target = opts.max_accuracy_drop
+    target = SELECTIVE_DEFAULT_DROP if target is None else target
+    # The recipe holds no target: the study's identity (and a rerun with other limits)
+    # does not depend on it; the trial records the target it searched for.
+    recipe = config.Recipe(
+        name=f"tune_{SELECTIVE}",
+        description="edgekit-tune candidate: LiteRT Quantizer static_wi8_ai8 with the fewest "
+        "ops kept float that hold the accuracy (found by a selective search).",
+        convert=_convert(False, backend="litert_quantizer", scheme="static_wi8_ai8"),
+        benchmark=bench,
+    )
+    text = f"LiteRT Quantizer static_wi8_ai8, the fewest ops float within {target:g} points"
+    return Candidate(SELECTIVE, "ptq_litert", recipe, text, float_ops_target=float(target))
+
+
+def with_float_scopes(cand: Candidate, float_scopes: list[str] | tuple[str, ...]) -> Candidate:
+    """The candidate with the float op scopes its trial found: a recipe that replays it."""
+    convert = dataclasses.replace(cand.recipe.convert, float_scopes=tuple(float_scopes))
+    recipe = dataclasses.replace(cand.recipe, convert=convert)
+    return dataclasses.replace(cand, recipe=recipe, float_ops_target=None)
 
 
 def by_id(candidates: list[Candidate]) -> dict[str, Candidate]:

@@ -3,7 +3,10 @@
 Post-training candidates go through `edgekit.convert.convert` with the exact arguments
 the pipeline's convert stage uses, so `edgekit-optimize --recipe=<candidate>` makes
 the same bytes; training-time candidates run the pipeline itself (without its
-benchmark) into `DIR/trials/<id>/`. Then every file is measured the same way:
+benchmark) into `DIR/trials/<id>/`. The selective candidate first searches the fewest
+ops to keep float (`edgekit.convert.selective.search` on the float32 file the convert
+stage quantizes, calibrated on the training data, measured on the evaluation data);
+its recipe then carries them as `convert.float_scopes` and is built like the others. Then every file is measured the same way:
 accuracy and parity on the evaluation data (against the float32 file), size and
 gzip size, and p50/p90 latency and memory from the benchmark harness with the float32
 baseline interleaved in the same process (locally, or on the SSH target).
@@ -18,10 +21,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from edgekit import benchmark, convert, errors, evaluate, io, pipeline
 from edgekit import config as config_lib
 from edgekit import data as data_lib
-from edgekit.convert import converter
+from edgekit.convert import api as convert_api
+from edgekit.convert import converter, litert_quantizer, selective
 from edgekit.convert import result as result_lib
 from edgekit.lite import digest
 from edgekit.tuning import space as space_lib
@@ -71,6 +77,42 @@ def build(ctx: Context, cand: space_lib.Candidate) -> bytes:
     return convert.convert(ctx.model, cfg, calibration_data=calibration).tflite_bytes
 
 
+def find_float_scopes(
+    ctx: Context, cand: space_lib.Candidate
+) -> tuple[space_lib.Candidate, dict[str, Any]]:
+    """The selective candidate with the float op scopes its search found, and the search.
+
+    Without labels the target is top-1 agreement with the float32 file (labels are its
+    predictions), as the trials' `accuracy` is then measured.
+    """
+    cfg = cand.recipe.convert
+    f32 = convert.convert(ctx.model, convert_api.float_config(cfg)).tflite_bytes
+    y = ctx.test.y
+    if y is None:
+        from edgekit import runtime
+
+        out = runtime.LiteModel(f32).predict(ctx.test.x)
+        y = np.asarray(out if isinstance(out, np.ndarray) else out[0]).reshape(len(ctx.test), -1)
+        y = y.argmax(-1)
+    found = selective.search(
+        f32,
+        cfg,
+        calibration_data=ctx.train.x,
+        eval_data=(ctx.test.x, y),
+        max_accuracy_drop=cand.float_ops_target,
+    ).converter_settings["selective"]
+    scopes = [litert_quantizer.scope(op["op"]) for op in found["float_ops"]]
+    report = {
+        "target_max_accuracy_drop": cand.float_ops_target,
+        "float_scopes": scopes,
+        "found_by": found["found_by"],
+        "evaluations": found["evaluations"],
+        "full_int8_accuracy_drop_points": found["full"]["accuracy_drop_points"],
+        "search_seconds": found["search_seconds"],
+    }
+    return space_lib.with_float_scopes(cand, scopes), report
+
+
 def measure(ctx: Context, cand: space_lib.Candidate, blob: bytes) -> dict[str, Any]:
     """Every figure of one `.tflite` file, measured; JSON-ready."""
     if ctx.reference is None:
@@ -116,14 +158,19 @@ def measure(ctx: Context, cand: space_lib.Candidate, blob: bytes) -> dict[str, A
 def run(ctx: Context, cand: space_lib.Candidate) -> tuple[bytes, dict[str, Any]]:
     """Builds and measures a candidate; writes its file to DIR/trials/<id>/model.tflite."""
     start = time.perf_counter()
+    found = None
     try:
+        if cand.float_ops_target is not None:
+            cand, found = find_float_scopes(ctx, cand)
         blob = build(ctx, cand)
         ctx.folder(cand.id).mkdir(parents=True, exist_ok=True)
         io.atomic_write_bytes(ctx.folder(cand.id) / "model.tflite", blob, overwrite=True)
         figures = measure(ctx, cand, blob)
     # A candidate the backend refuses (an op without an int16 kernel), a benchmark that
     # crashed or a target that went away: this trial fails, the search goes on.
-    except (errors.UserInputError, RuntimeError, OSError, ValueError) as e:
+    except (errors.UserInputError, RuntimeError, OSError, ValueError, selective.TargetNotMet) as e:
         raise TrialFailed(f"{type(e).__name__}: {e}"[:600]) from e
+    if found is not None:
+        figures["selective"] = found
     figures["seconds"] = round(time.perf_counter() - start, 2)
     return blob, figures

@@ -184,6 +184,16 @@ class Worker:
             trial.set_user_attr("error", str(e))
             self.ctx.progress(f"[trial {trial.number}] {cid}: FAILED: {e}")
             raise
+        found = figures.get("selective")
+        if found is not None:
+            # The candidate's recipe is complete only now: outputs rebuild it from this.
+            trial.set_user_attr("float_scopes", found["float_scopes"])
+            trial.set_user_attr(
+                "note",
+                f"{len(found['float_scopes'])} op(s) kept float, found by {found['found_by']} "
+                f"({found['evaluations']} evaluations) for a drop of at most "
+                f"{found['target_max_accuracy_drop']:g} points",
+            )
         constraints = self.limits.check(figures)
         trial.set_user_attr("measurements", figures)
         trial.set_user_attr("constraints", constraints)
