@@ -174,12 +174,7 @@ def run_one(
     row: dict[str, Any] = {"model": name, "keras3": keras3.is_keras3(model)}
 
     def predict(m: Any) -> Any:
-        # Eager batches: `predict()` traces a graph for each of the three models
-        # (the QAT one holds hundreds of fake-quant ops), which cost more than the
-        # 359 images it then runs (same outputs, inference mode).
-        return lambda v: np.concatenate(
-            [np.asarray(m(v[i : i + 64], training=False)) for i in range(0, len(v), 64)]
-        )
+        return lambda v: m.predict(v, verbose=0, batch_size=64)
 
     row["float_accuracy"] = _accuracy(predict(model), x_test, y_test)
     prune_fit = config.FitConfig(
@@ -205,7 +200,7 @@ def run_one(
     row["sparsity_before"] = report.sparsity_before
     row["sparsity_after"] = report.sparsity_after
     # One pass of the QAT model over the test split serves its accuracy and the cosines.
-    want = predict(qat_model)(x_test)
+    want = np.asarray(predict(qat_model)(x_test))
     row["qat_accuracy"] = _accuracy(lambda v: want, x_test, y_test)
     row["train_seconds"] = round(time.perf_counter() - start, 1)
     result = convert.convert(qat_model, config.ConvertConfig(mode="int8"), calibration_data=x[::8])
