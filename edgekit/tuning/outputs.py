@@ -36,8 +36,14 @@ def row(t: Any, limits: front_lib.Limits) -> dict[str, Any]:
         "measurements": t.user_attrs["measurements"],
         "constraints": constraints,
         "meets": all(c["met"] for c in constraints.values()),
-        "float_scopes": t.user_attrs.get("float_scopes"),
+        "float_scopes": float_scopes(t),
     }
+
+
+def float_scopes(t: Any) -> list[str] | None:
+    """The op scopes the selective candidate's trial kept float (None for the others)."""
+    found = (t.user_attrs.get("measurements") or {}).get("selective")
+    return None if found is None else found["float_scopes"]
 
 
 def recorded(r: dict[str, Any], by_id: dict[str, space_lib.Candidate]) -> space_lib.Candidate:
@@ -80,7 +86,7 @@ def _trial_record(t: Any) -> dict[str, Any]:
         "measurements": t.user_attrs.get("measurements"),
         "constraints": t.user_attrs.get("constraints"),
         "note": t.user_attrs.get("note"),
-        "float_scopes": t.user_attrs.get("float_scopes"),
+        "float_scopes": float_scopes(t),
         "error": t.user_attrs.get("error"),
         "retry_of": t.system_attrs.get("failed_trial"),
         "worker": t.user_attrs.get("worker"),

@@ -286,7 +286,7 @@ def tune(
     if saved.exists():
         baseline = saved.read_bytes()
     else:
-        baseline = convert.convert(keras_model, config_lib.ConvertConfig(batch_size=1)).tflite_bytes
+        baseline = convert.convert(keras_model, trial_lib.BASELINE).tflite_bytes
     eval_cfg = config_lib.EvaluateConfig(top_k=(1,))
     base_eval = evaluate.evaluate(baseline, test, config=eval_cfg)
     ctx = trial_lib.Context(

@@ -21,9 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from edgekit import benchmark, convert, errors, evaluate, io, pipeline
+from edgekit import benchmark, convert, errors, evaluate, io, pipeline, runtime
 from edgekit import config as config_lib
 from edgekit import data as data_lib
 from edgekit.convert import api as convert_api
@@ -31,6 +29,9 @@ from edgekit.convert import converter, litert_quantizer, selective
 from edgekit.convert import result as result_lib
 from edgekit.lite import digest
 from edgekit.tuning import space as space_lib
+
+# The float32 baseline every trial is measured against: the converter, batch fixed at 1.
+BASELINE = config_lib.ConvertConfig(batch_size=1)
 
 
 class TrialFailed(Exception):
@@ -54,6 +55,12 @@ class Context:
 
     def folder(self, cid: str) -> pathlib.Path:
         return self.out / "trials" / cid
+
+    def reference_model(self) -> runtime.LiteModel:
+        """The float32 baseline, loaded once (edgekit made it itself: trusted)."""
+        if self.reference is None:
+            self.reference = runtime.LiteModel(self.baseline)
+        return self.reference
 
 
 def build(ctx: Context, cand: space_lib.Candidate) -> bytes:
@@ -86,13 +93,16 @@ def find_float_scopes(
     predictions), as the trials' `accuracy` is then measured.
     """
     cfg = cand.recipe.convert
-    f32 = convert.convert(ctx.model, convert_api.float_config(cfg)).tflite_bytes
+    # The float32 file convert() quantizes for this config; the baseline when they agree
+    # (the space's candidates use the baseline's settings), so it is not converted again.
+    if convert_api.float_config(cfg) == BASELINE:
+        f32, float_model = ctx.baseline, ctx.reference_model()
+    else:
+        f32 = convert.convert(ctx.model, convert_api.float_config(cfg)).tflite_bytes
+        float_model = runtime.LiteModel(f32)
     y = ctx.test.y
     if y is None:
-        from edgekit import runtime
-
-        out = runtime.LiteModel(f32).predict(ctx.test.x)
-        y = np.asarray(out if isinstance(out, np.ndarray) else out[0]).reshape(len(ctx.test), -1)
+        y = evaluate.predict_reference(float_model, ctx.test.x).reshape(len(ctx.test), -1)
         y = y.argmax(-1)
     found = selective.search(
         f32,
@@ -115,11 +125,9 @@ def find_float_scopes(
 
 def measure(ctx: Context, cand: space_lib.Candidate, blob: bytes) -> dict[str, Any]:
     """Every figure of one `.tflite` file, measured; JSON-ready."""
-    if ctx.reference is None:
-        from edgekit import runtime  # the float32 baseline edgekit made itself: trusted
-
-        ctx.reference = runtime.LiteModel(ctx.baseline)
-    ev = evaluate.evaluate(blob, ctx.test, config=ctx.evaluate_config, reference=ctx.reference)
+    ev = evaluate.evaluate(
+        blob, ctx.test, config=ctx.evaluate_config, reference=ctx.reference_model()
+    )
     bench = benchmark.compare([ctx.baseline, blob], cand.recipe.benchmark)
     base_row, row = bench.rows[0], bench.rows[1]
     memory = row.memory or {}

@@ -186,8 +186,8 @@ class Worker:
             raise
         found = figures.get("selective")
         if found is not None:
-            # The candidate's recipe is complete only now: outputs rebuild it from this.
-            trial.set_user_attr("float_scopes", found["float_scopes"])
+            # The candidate's recipe is complete only now: outputs rebuild it from
+            # measurements["selective"]["float_scopes"].
             trial.set_user_attr(
                 "note",
                 f"{len(found['float_scopes'])} op(s) kept float, found by {found['found_by']} "
